@@ -1,0 +1,117 @@
+"""The Faust application object, configured from `Settings`.
+
+Two departures from a stock `faust.App`, both for operators:
+- the web server starts *before* table recovery, so `/health/readiness` can answer 503 while the
+  worker recovers instead of refusing connections (Faust starts it only after recovery);
+- in embedded mode, the broker is started (if nothing listens on its port) and the app's topics
+  are pre-created with the configured partition counts before the consumer subscribes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+
+from app import embedded
+from app.broker import EmbeddedBroker, create_topics, port_open
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BlotterApp(faust.App):
+    """faust.App plus readiness state and the embedded-broker bootstrap."""
+
+    settings: Settings
+    ready: bool = False
+    started_at: float = 0.0
+    ready_at: float | None = None
+    embedded_broker: EmbeddedBroker | None = None
+    web_init_hooks: list[Callable[[Any], None]]
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        self.started_at = time.monotonic()
+        if self.settings.embedded_broker:
+            await self._ensure_embedded_broker()
+
+    async def _ensure_embedded_broker(self) -> None:
+        host, port = self.settings.broker_urls[0].split(":")
+        if not port_open(host, int(port)):
+            broker = EmbeddedBroker(
+                int(port),
+                self.settings.data_dir / "broker",
+                log_path=self.settings.data_dir / "broker.log",
+            )
+            broker.start()
+            self.embedded_broker = broker
+            log.info("started embedded broker on %s", broker.bootstrap)
+        topics = self.settings.topics
+        await create_topics(
+            self.settings.bootstrap_servers,
+            topics.all_topics(),
+            self.settings.topic_partitions,
+            compacted=(topics.changes,),
+        )
+
+    async def on_started(self) -> None:
+        # Serve health endpoints during recovery (503 until ready).
+        await self.on_started_init_web_server()
+        await super().on_started()
+        if not self.should_stop:
+            self.ready = True
+            self.ready_at = time.monotonic()
+            log.info("worker ready in %.2f s", self.ready_at - self.started_at)
+
+    async def on_stop(self) -> None:
+        self.ready = False
+        await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        if self.embedded_broker is not None:
+            self.embedded_broker.stop()
+            self.embedded_broker = None
+
+    def on_webserver_init(self, web: Any) -> None:
+        super().on_webserver_init(web)
+        for hook in self.web_init_hooks:
+            hook(web)
+
+
+def create_app(settings: Settings) -> BlotterApp:
+    """A configured, not yet started, app (agents and views are registered by the caller)."""
+    if settings.embedded_broker:
+        embedded.install_idle_fetch_backoff()
+    app = BlotterApp(
+        settings.app_id,
+        broker=settings.broker_url,
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.topic_partitions,
+        topic_allow_declare=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        consumer_group_instance_id=settings.consumer_group_instance_id,
+        broker_session_timeout=10.0 if settings.embedded_broker else 60.0,
+        broker_heartbeat_interval=1.0 if settings.embedded_broker else 3.0,
+        broker_request_timeout=30.0,
+        broker_commit_every=1000,
+        producer_linger=0.005,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+        logging_config=None,
+    )
+    app.settings = settings
+    app.web_init_hooks = []
+    return app

@@ -1,0 +1,38 @@
+"""Entry point: `faust -A app.main worker -l info`.
+
+Builds the one configuration object, the app, the serde, and registers agents, tables, web
+routes and commands. Configuration errors stop the process with the variable's name.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from app.config import load_settings
+from app.errors import ConfigError
+from app.faust_app import create_app
+from app.serde import build_serde
+
+try:
+    settings = load_settings()
+except ConfigError as exc:
+    print(f"configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+from app.logs import configure_logging
+
+configure_logging(settings.log_level, json=settings.log_json)
+
+app = create_app(settings)
+serde = build_serde(settings.schema_registry_url)
+
+from agents.objects import register_object_agents  # noqa: E402
+from web.routes import RestApi  # noqa: E402
+
+pipelines = register_object_agents(
+    app, serde, settings.topic_partitions, settings.topics.changes
+)
+rest = RestApi(app, pipelines)
+app.web_init_hooks.append(rest.install)
+
+from app import cli  # noqa: E402,F401  (registers `simulate` and other commands)

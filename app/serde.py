@@ -1,0 +1,193 @@
+"""The one Avro serializer: Confluent wire format, writer schema by id, app reader schema.
+
+Wire format: byte 0 is the magic 0, bytes 1-4 the schema id (big endian), then the Avro binary
+body. Writer schemas are resolved by id — through a Confluent-compatible registry when one is
+configured, otherwise from `schemas/manifest.json` — and every body is decoded with the writer
+schema *and* the app's reader schema, so compatible evolution (added optional fields, removed
+fields with defaults, new enum symbols with a default) decodes.
+
+Agents consume raw bytes and call `decode` themselves: Faust acknowledges a message whose codec
+fails, so decoding inside Faust's codec layer would lose poison messages instead of dead-lettering
+them. Every way a message can be undecodable becomes `DecodeError`; a registry that does not answer
+becomes `SchemaRegistryUnavailable`, which callers retry and never dead-letter.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastavro
+import orjson
+
+from app import metadata
+from app.errors import DecodeError, SchemaRegistryUnavailable
+
+MAGIC = 0
+_HEADER = struct.Struct(">bI")
+HEADER_SIZE = _HEADER.size
+
+
+class SchemaResolver(Protocol):
+    """Maps schema ids to writer schemas and subjects to the id producers must use."""
+
+    def writer_schema(self, schema_id: int) -> dict[str, Any]: ...
+
+    def id_for_subject(self, subject: str) -> int: ...
+
+
+def _parse(schema: Mapping[str, Any] | str) -> dict[str, Any]:
+    raw = orjson.loads(schema) if isinstance(schema, str | bytes) else dict(schema)
+    return fastavro.parse_schema(raw, _write_hint=False, _force=True)
+
+
+class ManifestResolver:
+    """Offline resolution from the manifest checked into `schemas/`, so producers and the app
+    agree on ids without any server."""
+
+    def __init__(self, schemas_dir: Path | None = None) -> None:
+        self._by_id: dict[int, dict[str, Any]] = {}
+        self._by_subject: dict[str, int] = {}
+        for subject, (schema_id, path) in metadata.load_manifest(schemas_dir).items():
+            self._by_subject[subject] = schema_id
+            if schema_id not in self._by_id:
+                self._by_id[schema_id] = _parse(path.read_text())
+
+    def writer_schema(self, schema_id: int) -> dict[str, Any]:
+        try:
+            return self._by_id[schema_id]
+        except KeyError:
+            raise DecodeError(f"unknown schema id {schema_id}") from None
+
+    def id_for_subject(self, subject: str) -> int:
+        try:
+            return self._by_subject[subject]
+        except KeyError:
+            raise DecodeError(f"no schema registered for subject {subject!r}") from None
+
+
+class RegistryResolver:
+    """Resolution through a Confluent-compatible Schema Registry (confluent-kafka's client).
+
+    Lookups are cached by id for the life of the process, so the blocking HTTP call happens once
+    per schema id. A 404 means the id does not exist (poison); anything else that prevents an
+    answer is an outage (transient).
+    """
+
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        self._client = SchemaRegistryClient(
+            {"url": url, "timeout": timeout_s, "max.retries": 1}
+        )
+        self._by_id: dict[int, dict[str, Any]] = {}
+        self._by_subject: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def writer_schema(self, schema_id: int) -> dict[str, Any]:
+        cached = self._by_id.get(schema_id)
+        if cached is not None:
+            return cached
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:
+            schema = self._client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise DecodeError(f"unknown schema id {schema_id}") from None
+            raise SchemaRegistryUnavailable(f"schema registry error: {exc}") from None
+        except Exception as exc:  # transport errors of any kind: the registry is unreachable
+            raise SchemaRegistryUnavailable(f"schema registry unreachable: {exc}") from None
+        try:
+            parsed = _parse(schema.schema_str)
+        except Exception as exc:
+            raise DecodeError(f"schema id {schema_id} is not a valid Avro schema: {exc}") from None
+        with self._lock:
+            self._by_id[schema_id] = parsed
+        return parsed
+
+    def id_for_subject(self, subject: str) -> int:
+        cached = self._by_subject.get(subject)
+        if cached is not None:
+            return cached
+        try:
+            registered = self._client.get_latest_version(subject)
+        except Exception as exc:
+            raise SchemaRegistryUnavailable(f"cannot look up subject {subject}: {exc}") from None
+        self._by_subject[subject] = registered.schema_id
+        return registered.schema_id
+
+
+class AvroSerde:
+    """Encode and decode Confluent-framed Avro, reading with the app's own reader schemas."""
+
+    def __init__(self, resolver: SchemaResolver, schemas_dir: Path | None = None) -> None:
+        self._resolver = resolver
+        self._schemas_dir = schemas_dir
+        self._readers: dict[str, dict[str, Any]] = {}
+
+    def reader_schema(self, record: str) -> dict[str, Any]:
+        """The app's parsed schema for record `record` (e.g. "Order")."""
+        schema = self._readers.get(record)
+        if schema is None:
+            schema = _parse(metadata.load_schema(record, self._schemas_dir))
+            self._readers[record] = schema
+        return schema
+
+    @staticmethod
+    def schema_id(data: bytes) -> int:
+        """The writer schema id from the wire header; DecodeError if the header is bad."""
+        if len(data) < HEADER_SIZE:
+            raise DecodeError(f"message too short for the wire header ({len(data)} bytes)")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise DecodeError(f"bad magic byte {magic & 0xFF} (expected {MAGIC})")
+        return schema_id
+
+    def decode(self, data: bytes | None, record: str) -> dict[str, Any]:
+        """Decode `data` into a dict shaped by the app's reader schema for `record`."""
+        if not data:
+            raise DecodeError("empty message value")
+        schema_id = self.schema_id(data)
+        writer = self._resolver.writer_schema(schema_id)
+        reader = self.reader_schema(record)
+        buf = io.BytesIO(data)
+        buf.seek(HEADER_SIZE)
+        try:
+            value = fastavro.schemaless_reader(buf, writer, reader)
+        except Exception as exc:  # fastavro raises many types for bad bodies
+            raise DecodeError(
+                f"cannot decode {record} with writer schema {schema_id}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        if buf.tell() != len(data):
+            raise DecodeError(
+                f"{len(data) - buf.tell()} trailing bytes after the {record} body"
+            )
+        if not isinstance(value, dict):
+            raise DecodeError(f"{record} body did not decode to a record")
+        return value
+
+    def encode(self, value: Mapping[str, Any], record: str, subject: str) -> bytes:
+        """Encode with the app's schema for `record`, framed with the id registered for
+        `subject` (producers of a topic use `<topic>-value`)."""
+        schema = self.reader_schema(record)
+        schema_id = self._resolver.id_for_subject(subject)
+        buf = io.BytesIO()
+        buf.write(_HEADER.pack(MAGIC, schema_id))
+        fastavro.schemaless_writer(buf, schema, dict(value))
+        return buf.getvalue()
+
+
+def build_serde(schema_registry_url: str | None, schemas_dir: Path | None = None) -> AvroSerde:
+    """The serde for a configuration: registry when a URL is given, manifest otherwise."""
+    resolver: SchemaResolver
+    if schema_registry_url:
+        resolver = RegistryResolver(schema_registry_url)
+    else:
+        resolver = ManifestResolver(schemas_dir)
+    return AvroSerde(resolver, schemas_dir)
