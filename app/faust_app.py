@@ -19,6 +19,7 @@ import faust
 from app import embedded
 from app.broker import EmbeddedBroker, create_topics, port_open
 from app.config import Settings
+from tables import guard
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,19 @@ class BlotterApp(faust.App):
         self.started_at = time.monotonic()
         if self.settings.embedded_broker:
             await self._ensure_embedded_broker()
+        await self._drop_unbacked_table_state()
+
+    async def _drop_unbacked_table_state(self) -> None:
+        tabledir = self.conf.tabledir
+        if not tabledir.exists():
+            return
+        changelogs = {
+            name: table.changelog_topic.get_topic_name() for name, table in self.tables.items()
+        }
+        ends = await guard.changelog_end_offsets(
+            self.settings.bootstrap_servers, changelogs.values()
+        )
+        guard.drop(guard.stale_partitions(tabledir, changelogs, ends))
 
     async def _ensure_embedded_broker(self) -> None:
         host, port = self.settings.broker_urls[0].split(":")
