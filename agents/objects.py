@@ -18,9 +18,7 @@ from app import metrics
 from app.domain.objects import (
     OBJECT_TYPES,
     ObjectType,
-    is_newer,
-    pack_version,
-    unpack_sequence,
+    next_version,
     validate_object,
 )
 from app.serde import AvroSerde
@@ -80,11 +78,11 @@ def _register_agent(app: faust.App, pipeline: ObjectPipeline, changes: faust.Top
             if accepted is not None:
                 key, row = accepted
                 sequence = row["sequence"]
-                stored = table.get(key)
-                if stored is not None and not is_newer(unpack_sequence(stored), sequence):
+                updated = next_version(table.get(key), sequence, event.message.value)
+                if updated is None:
                     stale.inc()
                 else:
-                    table[key] = pack_version(sequence, event.message.value)
+                    table[key] = updated
                     await changes.send(
                         key=change_key(object_type.name, row[object_type.key_field]),
                         value=event.message.value,

@@ -117,6 +117,14 @@ def pack_version(sequence: int, message: bytes) -> bytes:
     return _SEQ.pack(sequence) + message
 
 
+def next_version(stored: bytes | None, sequence: int, message: bytes) -> bytes | None:
+    """The table value after receiving `message` at `sequence`, or None when it is stale or a
+    duplicate (the stored value stays)."""
+    if stored is not None and not is_newer(unpack_sequence(stored), sequence):
+        return None
+    return pack_version(sequence, message)
+
+
 def unpack_sequence(value: bytes) -> int:
     return _SEQ.unpack_from(value)[0]
 
