@@ -61,6 +61,7 @@ class Intake:
         self.validate = validate
         self.key_of = key_of
         self.rekey_topic_name = f"{app.conf.id}-{topic}-rekey"
+        app.internal_topics.append(self.rekey_topic_name)
         self.dlq_topic = raw_topic(app, f"{topic}-dlq")
         self.rekey_topic = raw_topic(
             app, self.rekey_topic_name, partitions=partitions, internal=True

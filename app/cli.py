@@ -40,3 +40,20 @@ async def simulate(
                 await asyncio.sleep(ahead)
         await producer.flush()
     print(f"simulator produced {sent} events in {time.monotonic() - started:.1f} s", flush=True)
+
+
+@app.command(
+    option("--topic", type=str, required=True, help="input topic whose DLQ to replay"),
+    option("--limit", type=int, default=0, help="replay at most this many (0 = all)"),
+)
+async def replay_dlq(self: object, topic: str, limit: int) -> None:
+    """Re-submit dead-lettered messages of TOPIC (after a fix) to TOPIC.
+
+    Progress is committed in a consumer group of its own, so running the command twice does
+    not re-submit a message twice; the version rule makes a re-submitted version that was
+    already applied a counted duplicate, so each message is applied at most once.
+    """
+    from app.dlq_replay import replay_dead_letters
+
+    count = await replay_dead_letters(settings, topic, limit or None)
+    print(f"re-submitted {count} messages from {topic}-dlq to {topic}", flush=True)

@@ -33,13 +33,32 @@ class BlotterApp(faust.App):
     ready_at: float | None = None
     embedded_broker: EmbeddedBroker | None = None
     web_init_hooks: list[Callable[[Any], None]]
+    internal_topics: list[str]
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
         self.started_at = time.monotonic()
         if self.settings.embedded_broker:
             await self._ensure_embedded_broker()
+        await self._create_topics()
         await self._drop_unbacked_table_state()
+
+    async def _create_topics(self) -> None:
+        """Create missing app topics with the configured partition counts, before any client
+        can auto-create them with a broker default (one partition on the embedded broker),
+        which would break co-partitioning with the tables."""
+        topics = self.settings.topics
+        try:
+            await create_topics(
+                self.settings.bootstrap_servers,
+                [*topics.all_topics(), *self.internal_topics],
+                self.settings.topic_partitions,
+                compacted=(topics.changes,),
+            )
+        except Exception as exc:
+            if self.settings.embedded_broker:
+                raise
+            log.warning("could not create topics (pre-create them on the cluster): %s", exc)
 
     async def _drop_unbacked_table_state(self) -> None:
         tabledir = self.conf.tabledir
@@ -64,13 +83,6 @@ class BlotterApp(faust.App):
             broker.start()
             self.embedded_broker = broker
             log.info("started embedded broker on %s", broker.bootstrap)
-        topics = self.settings.topics
-        await create_topics(
-            self.settings.bootstrap_servers,
-            topics.all_topics(),
-            self.settings.topic_partitions,
-            compacted=(topics.changes,),
-        )
 
     async def on_started(self) -> None:
         # Serve health endpoints during recovery (503 until ready).
@@ -128,4 +140,5 @@ def create_app(settings: Settings) -> BlotterApp:
     )
     app.settings = settings
     app.web_init_hooks = []
+    app.internal_topics = []
     return app
