@@ -115,7 +115,7 @@ async def test_every_message_is_applied_stale_or_dead_lettered(deployment) -> No
 
     await await_condition(all_latest, 60, "all 40 orders at sequence 3")
     for oid in ids:
-        status, body = get_json(f"{worker.url}/v1/objects/Order/{oid}")
+        _, body = get_json(f"{worker.url}/v1/objects/Order/{oid}")
         assert body["status"] == "FILLED" and body["orderId"] == oid
     assert get_json(f"{worker.url}/v1/objects/Order/P-2")[0] == 404
 

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 async def produce_orders(env: dict, ids: list[str], sequence: int, status: str) -> None:
     async with OmsProducer(load_settings(env), build_serde(None)) as producer:
         for order_id in ids:
-            await producer.send_record("orders", order_id, "Order", order(order_id, sequence, status))
+            value = order(order_id, sequence, status)
+            await producer.send_record("orders", order_id, "Order", value)
         await producer.flush()
 
 
@@ -61,7 +62,7 @@ async def test_clean_restart_and_kill9_resume(deployment) -> None:
     assert ready_s < 15, f"replacement took {ready_s:.1f} s to be ready"
     await produce_orders(worker.env, ids, 3, "FILLED")
     await wait_orders(worker, ids, 3)
-    status, body = get_json(f"{worker.url}/v1/objects/Order/ORD-7")
+    _, body = get_json(f"{worker.url}/v1/objects/Order/ORD-7")
     assert body["status"] == "FILLED"
 
 
