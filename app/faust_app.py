@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 
-from app import embedded
+from app import embedded, logs, metrics
 from app.broker import EmbeddedBroker, create_topics, port_open
 from app.config import Settings
 from tables import guard
@@ -91,10 +91,12 @@ class BlotterApp(faust.App):
         if not self.should_stop:
             self.ready = True
             self.ready_at = time.monotonic()
+            metrics.WORKER_READY.set(1)
             log.info("worker ready in %.2f s", self.ready_at - self.started_at)
 
     async def on_stop(self) -> None:
         self.ready = False
+        metrics.WORKER_READY.set(0)
         await super().on_stop()
 
     async def on_shutdown(self) -> None:
@@ -136,7 +138,7 @@ def create_app(settings: Settings) -> BlotterApp:
         producer_linger=0.005,
         stream_wait_empty=False,
         table_standby_replicas=0,
-        logging_config=None,
+        logging_config=logs.logging_dict_config(settings.log_level, settings.log_json),
     )
     app.settings = settings
     app.web_init_hooks = []
