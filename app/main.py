@@ -27,12 +27,26 @@ app = create_app(settings)
 serde = build_serde(settings.schema_registry_url)
 
 from agents.objects import register_object_agents  # noqa: E402
+from agents.positions import register_position_agents  # noqa: E402
+from app.pricebook import PriceBook, follow_prices  # noqa: E402
 from web.routes import RestApi  # noqa: E402
 
 pipelines = register_object_agents(
     app, serde, settings.topic_partitions, settings.topics.changes
 )
-rest = RestApi(app, pipelines)
+prices = PriceBook()
+positions = register_position_agents(app, settings, serde, prices)
+rest = RestApi(app, pipelines, positions)
 app.web_init_hooks.append(rest.install)
+
+
+@app.task
+async def _follow_prices() -> None:
+    await follow_prices(prices, serde, settings.bootstrap_servers, settings.topics.market_prices)
+
+
+@app.on_partitions_revoked.connect
+async def _on_revoked(app_: object, revoked: object, **kwargs: object) -> None:
+    positions.store.clear_cache()  # another worker may change these positions now
 
 from app import cli  # noqa: E402,F401  (registers `simulate` and other commands)

@@ -14,7 +14,7 @@ from aiohttp import web
 from app import metrics
 from app.domain.objects import OBJECT_TYPES, unpack_message
 from app.errors import DecodeError
-from app.rows import dumps, json_row
+from app.rows import dumps, iso_millis, json_row
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -25,12 +25,22 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return json_response({"error": {"code": code, "message": message}}, status)
 
 
-class RestApi:
-    """The REST endpoints of one worker."""
+ROUTED_HEADER = "X-Blotter-Routed"
 
-    def __init__(self, app: Any, pipelines: dict[str, Any]) -> None:
+
+class RestApi:
+    """The REST endpoints of one worker.
+
+    Reads of keyed state are answered by the worker that owns the key's partition: another
+    worker forwards the request once (Faust's assignor knows every owner's URL) and relays the
+    answer, so any worker can be asked.
+    """
+
+    def __init__(self, app: Any, pipelines: dict[str, Any], positions: Any = None) -> None:
         self.app = app
         self.pipelines = pipelines
+        self.positions = positions
+        self._session: Any = None
 
     def install(self, web_server: Any) -> None:
         router = web_server.web_app.router
@@ -41,6 +51,41 @@ class RestApi:
         router.add_get("/metrics", self.metrics)
         router.add_get("/v1/trade-blotter/metadata", self.metadata)
         router.add_get("/v1/objects/{type}/{id}", self.get_object)
+        router.add_get("/v1/positions/{positionKey}", self.get_position)
+        router.add_get("/v1/positions/{positionKey}/events", self.get_position_events)
+        web_server.web_app.on_cleanup.append(self._close_session)
+
+    async def _close_session(self, _: Any) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _forward_to_owner(
+        self, request: web.Request, table_name: str, key: bytes
+    ) -> web.Response | None:
+        """The owner's answer, or None when this worker owns the key (or was forwarded to)."""
+        if request.headers.get(ROUTED_HEADER):
+            return None
+        try:
+            owner = str(self.app.router.key_store(table_name, key)).rstrip("/")
+        except (KeyError, IndexError):
+            return error_response(503, "NOT_READY", "the key's partition is not assigned yet")
+        if owner == str(self.app.conf.canonical_url).rstrip("/"):
+            return None
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        headers = {ROUTED_HEADER: "1"}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        try:
+            async with self._session.get(owner + request.path_qs, headers=headers) as resp:
+                body = await resp.read()
+                return web.Response(
+                    body=body, status=resp.status, content_type="application/json"
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return error_response(503, "OWNER_UNREACHABLE", f"owner worker unreachable: {exc}")
 
     # -- health -------------------------------------------------------------------------
     def _components(self) -> dict[str, Any]:
@@ -92,6 +137,9 @@ class RestApi:
             return error_response(404, "UNKNOWN_TYPE", f"unknown object type; one of {known}")
         if not self.app.ready:
             return error_response(503, "NOT_READY", "worker is recovering its tables")
+        forwarded = await self._forward_to_owner(request, pipeline.table.name, object_id.encode())
+        if forwarded is not None:
+            return forwarded
         stored = pipeline.table.get(object_id.encode())
         if stored is None:
             return error_response(404, "NOT_FOUND", f"no {type_name} with id {object_id}")
@@ -100,3 +148,55 @@ class RestApi:
         except DecodeError as exc:  # stored bytes were accepted once; a schema went missing
             return error_response(500, "DECODE_FAILED", exc.message)
         return json_response(json_row(row))
+
+    async def _local_position(self, request: web.Request) -> Any:
+        """The position (or an error response) for the request's positionKey."""
+        key = request.match_info["positionKey"]
+        if self.positions is None:
+            return error_response(404, "NOT_FOUND", "positions are not served by this worker")
+        if not self.app.ready:
+            return error_response(503, "NOT_READY", "worker is recovering its tables")
+        forwarded = await self._forward_to_owner(
+            request, self.positions.store.positions.name, key.encode()
+        )
+        if forwarded is not None:
+            return forwarded
+        position = self.positions.store.get(key)
+        if position is None:
+            return error_response(404, "NOT_FOUND", f"no position {key}")
+        return position
+
+    async def get_position(self, request: web.Request) -> web.Response:
+        position = await self._local_position(request)
+        if isinstance(position, web.Response):
+            return position
+        body = position.to_json(self.positions.prices.price(position.symbol))
+        body["lotCount"] = position.lot_count
+        for lot in body["lots"]:
+            lot.setdefault("lotId", lot.get("tradeId"))
+        return json_response(body)
+
+    async def get_position_events(self, request: web.Request) -> web.Response:
+        position = await self._local_position(request)
+        if isinstance(position, web.Response):
+            return position
+        events = [
+            {
+                "version": e.version,
+                "type": e.type,
+                "tradeId": e.trade.trade_id,
+                "correlationId": e.correlation_id,
+                "causationId": e.causation_id,
+                "time": iso_millis(_from_ms(e.recorded_time)),
+                "trade": e.trade.to_dict(),
+                **({"details": dict(e.details)} if e.details else {}),
+            }
+            for e in self.positions.store.events(position.position_key, position.version)
+        ]
+        return json_response({"positionKey": position.position_key, "events": events})
+
+
+def _from_ms(epoch_ms: int) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC)

@@ -194,6 +194,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "unrealizedPnl": D("-0.00000001"),
         "exposure": D("-25363.125"),
         "lastPrice": D("101.25"),
+        "costBasis": D("-25363.12499999"),
         "lotMethod": "FIFO",
         "status": "PROVISIONAL",
         "version": 42,

@@ -1,0 +1,376 @@
+"""Where a position changes: the trade hotpath, the backdated-trade coldpath, contract rules and
+market prices. Thin adapters around app.domain.positions / app.domain.replay.
+
+Single writer per position: `trade-events`, `backdated-trades` and `contract-events` are all
+keyed by positionKey and co-partitioned (same partition count, murmur2 placement; the intake
+re-keys anything else), so every agent touching position P runs on the worker that owns P's
+partition, on that worker's one event loop. Each agent reads the position, computes, and writes
+it back without an `await` in between, so a coldpath replay and a hotpath trade can never
+interleave on one position: a replay always covers every trade applied before it, and a trade
+applied after it sees the replayed state. See docs/adr/0002-positions-and-coldpath.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from agents.intake import Intake, raw_topic
+from agents.objects import H_OBJECT_TYPE, H_SEQUENCE, change_key
+from app import metrics
+from app.config import Settings
+from app.domain import position_events as outputs
+from app.domain.lot_methods import LOT_METHODS
+from app.domain.objects import next_version
+from app.domain.positions import PROVISIONAL, RECONCILED, Position, apply_trade, classify
+from app.domain.replay import (
+    CORRECTION,
+    PROVISIONAL_TRADE_APPLIED,
+    TRADE_APPLIED,
+    HistoryEvent,
+    correction,
+    history_trades,
+    replay,
+)
+from app.domain.trades import InvalidTrade, TradeInput
+from app.errors import PoisonMessage, ValidationError
+from app.pricebook import PriceBook
+from app.producer import CANONICAL_TOPICS
+from app.serde import AvroSerde
+from tables.positions import PositionStore
+
+log = logging.getLogger(__name__)
+
+H_PROVISIONAL_VERSION = "backdated.provisional.version"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def validate_trade(row: Mapping[str, Any], business_date: date, max_future_days: int) -> None:
+    try:
+        trade = TradeInput.from_avro(row)
+    except InvalidTrade as exc:
+        raise ValidationError(str(exc)) from None
+    latest = business_date + timedelta(days=max_future_days)
+    if trade.effective_date > latest:
+        raise ValidationError(
+            f"effectiveDate {trade.effective_date} is more than {max_future_days} days after "
+            f"the business date {business_date}"
+        )
+    if not isinstance(row.get("sequence"), int):
+        raise ValidationError("sequence is missing")
+
+
+def validate_contract_rule(row: Mapping[str, Any]) -> None:
+    key = row.get("positionKey")
+    if not isinstance(key, str) or ":" not in key or key.startswith(":") or key.endswith(":"):
+        raise ValidationError("positionKey must be account:symbol")
+    if row.get("lotMethod") not in LOT_METHODS:
+        raise ValidationError(f"lotMethod has an unknown value {row.get('lotMethod')!r}")
+    if not isinstance(row.get("effectiveFrom"), date):
+        raise ValidationError("effectiveFrom is missing")
+
+
+def validate_price(row: Mapping[str, Any]) -> None:
+    symbol = row.get("symbol")
+    if not isinstance(symbol, str) or not symbol.strip():
+        raise ValidationError("symbol is missing or empty")
+    price = row.get("price")
+    if price is None or not price.is_finite() or price <= 0:
+        raise ValidationError(f"price must be > 0, got {price}")
+
+
+@dataclass
+class PositionEngine:
+    """Everything the position agents share on one worker."""
+
+    app: faust.App
+    settings: Settings
+    serde: AvroSerde
+    store: PositionStore
+    prices: PriceBook
+    provisional_since: dict[str, float] = field(default_factory=dict)
+    coldpath_pending: int = 0
+
+    def __post_init__(self) -> None:
+        topics = self.settings.topics
+        self.changes = raw_topic(self.app, topics.changes)
+        self.trade_applied = raw_topic(self.app, topics.trade_applied)
+        self.provisional = raw_topic(self.app, topics.provisional)
+        self.corrected = raw_topic(self.app, topics.corrected)
+        self.backdated = raw_topic(
+            self.app, topics.backdated, partitions=self.settings.topic_partitions
+        )
+
+    def encode(self, record: dict[str, Any], schema: str, topic_attr: str) -> bytes:
+        subject = f"{getattr(CANONICAL_TOPICS, topic_attr)}-value"
+        return self.serde.encode(record, schema, subject)
+
+    async def publish_row(self, position: Position) -> None:
+        row = outputs.position_row(position, self.prices.price(position.symbol), now_ms())
+        await self.changes.send(
+            key=change_key("Position", position.position_key),
+            value=self.serde.encode(row, "Position", "position-value"),
+            headers=[
+                (H_OBJECT_TYPE, b"Position"),
+                (H_SEQUENCE, str(position.version).encode()),
+            ],
+        )
+
+    def update_provisional_gauges(self) -> None:
+        metrics.POSITIONS_PROVISIONAL.set(len(self.provisional_since))
+        oldest = min(self.provisional_since.values(), default=None)
+        metrics.POSITIONS_PROVISIONAL_OLDEST_AGE.set(
+            0 if oldest is None else time.time() - oldest
+        )
+        metrics.COLDPATH_QUEUE_DEPTH.set(max(self.coldpath_pending, 0))
+
+    # -- hotpath --------------------------------------------------------------------------
+    async def on_trade(self, event: EventT, intake: Intake) -> None:
+        accepted = await intake.accept(event)
+        if accepted is None:
+            return
+        key, row = accepted
+        trade = TradeInput.from_avro(row)
+        position_key = key.decode()
+        position = self.store.get_or_create(position_key)
+        if position.is_applied(trade.trade_id):
+            metrics.TRADES_DUPLICATE.inc()
+            metrics.EVENTS_STALE.labels(topic=intake.topic).inc()
+            return
+        classification = classify(position, trade, self.settings.business_date)
+        last_trade_id = position.last_key[2] if position.last_key else None
+        try:
+            result = apply_trade(position, trade)
+        except (ArithmeticError, ValueError) as exc:
+            self.store.forget(position_key)  # the cached object may be half-applied
+            await intake.dead_letter(event, _ApplyFailed(f"{type(exc).__name__}: {exc}"))
+            return
+        provisional = result.backdated
+        stamp = now_ms()
+        self.store.append(
+            position_key,
+            HistoryEvent(
+                result.version,
+                PROVISIONAL_TRADE_APPLIED if provisional else TRADE_APPLIED,
+                trade,
+                trade.correlation_id,
+                trade.event_id,
+                stamp,
+            ),
+        )
+        if provisional:
+            self.store.add_pending(position_key, trade.trade_id)
+        self.store.save(position)  # the commit point: applied ids travel with the position
+        metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
+        metrics.TRADES_CLASSIFIED.labels(classification=classification).inc()
+        record = outputs.trade_applied(
+            position,
+            trade,
+            result,
+            classification,
+            stamp,
+            provisional=provisional,
+            last_applied_trade_id=last_trade_id,
+        )
+        if provisional:
+            await self.provisional.send(
+                key=key, value=self.encode(record, "ProvisionalTradeApplied", "provisional")
+            )
+            await self.backdated.send(
+                key=key,
+                value=event.message.value,
+                headers=[(H_PROVISIONAL_VERSION, str(result.version).encode())],
+            )
+            self.provisional_since.setdefault(position_key, time.time())
+            self.coldpath_pending += 1
+            self.update_provisional_gauges()
+        else:
+            await self.trade_applied.send(
+                key=key, value=self.encode(record, "TradeApplied", "trade_applied")
+            )
+        await self.publish_row(position)
+
+    # -- coldpath -------------------------------------------------------------------------
+    async def on_backdated(self, event: EventT, intake: Intake) -> None:
+        accepted = await intake.accept(event)
+        self.coldpath_pending -= 1
+        if accepted is None:
+            self.update_provisional_gauges()
+            return
+        key, row = accepted
+        trade = TradeInput.from_avro(row)
+        position_key = key.decode()
+        position = self.store.get(position_key)
+        if position is None or not position.is_applied(trade.trade_id):
+            log.error("backdated trade %s is not applied to %s", trade.trade_id, position_key)
+            metrics.AGENT_ERRORS.labels(agent="coldpath").inc()
+            return
+        if trade.trade_id not in self.store.pending_trades(position_key):
+            metrics.EVENTS_STALE.labels(topic=intake.topic).inc()  # corrected before a crash
+            return
+        started = time.perf_counter()
+        events = list(self.store.events(position_key, position.version))
+        price = self.prices.price(position.symbol)
+        still_pending = self.store.remove_pending(position_key, trade.trade_id)
+        rebuilt = replay(
+            position_key,
+            history_trades(events),
+            position.schedule,
+            version=position.version + 1,
+            status=PROVISIONAL if still_pending else RECONCILED,
+        )
+        fix = correction(position, rebuilt, price)
+        stamp = now_ms()
+        self.store.append(
+            position_key,
+            HistoryEvent(
+                rebuilt.version,
+                CORRECTION,
+                trade,
+                trade.correlation_id,
+                trade.event_id,
+                stamp,
+                details=fix.to_dict(),
+            ),
+        )
+        self.store.save(rebuilt)
+        metrics.COLDPATH_REPLAY_SECONDS.observe(time.perf_counter() - started)
+        metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
+        if not still_pending:
+            self.provisional_since.pop(position_key, None)
+        self.update_provisional_gauges()
+        record = outputs.position_corrected(
+            rebuilt, fix, trade.trade_id, trade.correlation_id, len(events), stamp
+        )
+        await self.corrected.send(
+            key=key, value=self.encode(record, "HistoricalPositionCorrected", "corrected")
+        )
+        await self.publish_row(rebuilt)
+
+    # -- contract rules -------------------------------------------------------------------
+    async def on_contract_rule(self, event: EventT, intake: Intake) -> None:
+        accepted = await intake.accept(event)
+        if accepted is None:
+            return
+        key, row = accepted
+        position_key = key.decode()
+        position = self.store.get_or_create(position_key)
+        schedule = position.schedule.with_rule(
+            row["effectiveFrom"], row["lotMethod"], row["sequence"]
+        )
+        if schedule == position.schedule:
+            metrics.EVENTS_STALE.labels(topic=intake.topic).inc()
+            return
+        if position.rule_affects_applied_trades(row["effectiveFrom"]):
+            # The rule changes reliefs already made: rebuild with it in force.
+            events = list(self.store.events(position_key, position.version))
+            updated = replay(
+                position_key, history_trades(events), schedule, version=position.version + 1
+            )
+            fix = correction(position, updated, self.prices.price(position.symbol))
+            stamp = now_ms()
+            self.store.save(updated)
+            record = outputs.position_corrected(
+                updated, fix, f"rule:{row['eventId']}", row.get("correlationId"), len(events),
+                stamp,
+            )
+            await self.corrected.send(
+                key=key, value=self.encode(record, "HistoricalPositionCorrected", "corrected")
+            )
+        else:
+            position.schedule = schedule
+            position.version += 1
+            updated = position
+            self.store.save(updated)
+        metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
+        await self.publish_row(updated)
+
+
+class _ApplyFailed(PoisonMessage):
+    stage = "apply"
+
+
+def register_position_agents(
+    app: faust.App, settings: Settings, serde: AvroSerde, prices: PriceBook
+) -> PositionEngine:
+    """Create the position tables and the trade, coldpath, contract and price agents."""
+    partitions = settings.topic_partitions
+    topics = settings.topics
+    store = PositionStore(app, partitions, settings.default_lot_method)
+    engine = PositionEngine(app, settings, serde, store, prices)
+
+    def position_key(row: Mapping[str, Any]) -> str:
+        return f"{row['account']}:{row['symbol']}"
+
+    trades = Intake(
+        app, serde, topics.trades, "Trade", partitions,
+        validate=lambda row: validate_trade(row, settings.business_date, settings.max_future_days),
+        key_of=position_key,
+    )
+    backdated = Intake(
+        app, serde, topics.backdated, "Trade", partitions,
+        validate=lambda row: validate_trade(row, date.max - timedelta(days=1), 0),
+        key_of=position_key,
+    )
+    contracts = Intake(
+        app, serde, topics.contracts, "ContractRule", partitions,
+        validate=validate_contract_rule,
+        key_of=lambda row: row["positionKey"],
+    )
+    market = Intake(
+        app, serde, topics.market_prices, "MarketPrice", partitions,
+        validate=validate_price,
+        key_of=lambda row: row["symbol"],
+    )
+    prices_table = app.Table(
+        "latest-price", key_type=bytes, value_type=bytes, partitions=partitions,
+        help="latest MarketPrice per symbol",
+    )
+
+    def timed(agent: str, handler: Any, intake: Intake) -> Any:
+        latency = metrics.PROCESSING_SECONDS.labels(agent=agent)
+
+        async def process(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                started = time.perf_counter()
+                await handler(event, intake)
+                latency.observe(time.perf_counter() - started)
+
+        return process
+
+    async def on_price(event: EventT, intake: Intake) -> None:
+        accepted = await intake.accept(event)
+        if accepted is None:
+            return
+        key, row = accepted
+        updated = next_version(prices_table.get(key), row["sequence"], event.message.value)
+        if updated is None:
+            metrics.EVENTS_STALE.labels(topic=intake.topic).inc()
+            return
+        prices_table[key] = updated
+        metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
+
+    role = settings.worker_role
+    if role in ("all", "hotpath"):
+        app.agent(trades.source, name="positions-hotpath")(
+            timed("positions-hotpath", engine.on_trade, trades)
+        )
+        app.agent(contracts.source, name="contract-rules")(
+            timed("contract-rules", engine.on_contract_rule, contracts)
+        )
+        app.agent(market.source, name="market-prices")(timed("market-prices", on_price, market))
+    if role in ("all", "coldpath"):
+        app.agent(backdated.source, name="positions-coldpath")(
+            timed("positions-coldpath", engine.on_backdated, backdated)
+        )
+    return engine
