@@ -176,7 +176,9 @@ class OmsSimulator:
             self.open_orders.remove(o)
             status = self.rng.choice(("CANCELED", "REJECTED"))
             yield SimEvent("orders", o.order_id, "Order", self._order_value(o, status))
-            yield self._execution(o, "CANCELED" if status == "CANCELED" else "REJECTED", 0, 0)
+            yield self._execution(
+                o, "CANCELED" if status == "CANCELED" else "REJECTED", Decimal(0), Decimal(0)
+            )
             return
         remaining = o.qty - o.cum
         fill = min(remaining, Decimal(self.rng.randint(1, 20) * 100))
