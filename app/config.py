@@ -89,6 +89,7 @@ class Settings:
     worker_role: str
     log_level: str
     log_json: bool
+    health_stall_seconds: int = 60
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -234,5 +235,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_role=role,
         log_level=(_get(env, "LOG_LEVEL") or "INFO").upper(),
         log_json=_bool(env, "LOG_JSON", True),
+        health_stall_seconds=_int(env, "HEALTH_STALL_SECONDS", 60, 5, 86_400),
         topics=_topics(env),
     )

@@ -28,6 +28,7 @@ serde = build_serde(settings.schema_registry_url)
 
 from agents.objects import register_object_agents  # noqa: E402
 from agents.positions import register_position_agents  # noqa: E402
+from app.health import HealthMonitor  # noqa: E402
 from app.pricebook import PriceBook, follow_prices  # noqa: E402
 from web.routes import RestApi  # noqa: E402
 
@@ -36,13 +37,19 @@ pipelines = register_object_agents(
 )
 prices = PriceBook()
 positions = register_position_agents(app, settings, serde, prices)
-rest = RestApi(app, pipelines, positions)
+monitor = HealthMonitor(app, stall_after_s=settings.health_stall_seconds)
+rest = RestApi(app, monitor, pipelines, positions)
 app.web_init_hooks.append(rest.install)
 
 
 @app.task
 async def _follow_prices() -> None:
     await follow_prices(prices, serde, settings.bootstrap_servers, settings.topics.market_prices)
+
+
+@app.task
+async def _monitor_health() -> None:
+    await monitor.run()
 
 
 @app.on_partitions_revoked.connect

@@ -6,7 +6,6 @@ shares the worker's event loop and tables without Faust's view layer in the way.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
@@ -36,8 +35,11 @@ class RestApi:
     answer, so any worker can be asked.
     """
 
-    def __init__(self, app: Any, pipelines: dict[str, Any], positions: Any = None) -> None:
+    def __init__(
+        self, app: Any, monitor: Any, pipelines: dict[str, Any], positions: Any = None
+    ) -> None:
         self.app = app
+        self.monitor = monitor
         self.pipelines = pipelines
         self.positions = positions
         self._session: Any = None
@@ -88,28 +90,15 @@ class RestApi:
             return error_response(503, "OWNER_UNREACHABLE", f"owner worker unreachable: {exc}")
 
     # -- health -------------------------------------------------------------------------
-    def _components(self) -> dict[str, Any]:
-        app = self.app
-        crashed = [
-            name for name, agent in app.agents.items() if getattr(agent, "_crashed", False)
-        ]
-        assignment = app.assignor.assigned_actives() if app.assignor else set()
-        return {
-            "worker": {"ready": app.ready, "uptime_s": round(time.monotonic() - app.started_at, 3)},
-            "agents": {"count": len(app.agents), "crashed": crashed},
-            "partitions": {"assigned": len(assignment)},
-            "rebalancing": bool(getattr(app, "rebalancing", False)),
-        }
-
     async def health(self, request: web.Request) -> web.Response:
-        comps = self._components()
-        healthy = self.app.ready and not comps["agents"]["crashed"]
-        body = {"status": "UP" if healthy else "DOWN", "components": comps}
+        status = self.monitor.status()
+        healthy = status["alive"] and status["ready"]
+        body = {"status": "UP" if healthy else "DOWN", "components": status["components"]}
         return json_response(body, 200 if healthy else 503)
 
     async def liveness(self, request: web.Request) -> web.Response:
-        comps = self._components()
-        alive = not comps["agents"]["crashed"]
+        status = self.monitor.status()
+        alive = status["alive"]
         return json_response({"status": "UP" if alive else "DOWN"}, 200 if alive else 503)
 
     async def readiness(self, request: web.Request) -> web.Response:
