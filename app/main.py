@@ -30,6 +30,7 @@ from agents.objects import register_object_agents  # noqa: E402
 from agents.positions import register_position_agents  # noqa: E402
 from app.health import HealthMonitor  # noqa: E402
 from app.pricebook import PriceBook, follow_prices  # noqa: E402
+from web.auth import Authenticator, auth_middleware  # noqa: E402
 from web.routes import RestApi  # noqa: E402
 
 pipelines = register_object_agents(
@@ -38,6 +39,20 @@ pipelines = register_object_agents(
 prices = PriceBook()
 positions = register_position_agents(app, settings, serde, prices)
 monitor = HealthMonitor(app, stall_after_s=settings.health_stall_seconds)
+authenticator = Authenticator.from_settings(settings)
+
+
+def _install_auth(web_server: object) -> None:
+    web_app = web_server.web_app  # type: ignore[attr-defined]
+    web_app.middlewares.append(auth_middleware(authenticator))
+
+    async def _prefetch(_: object) -> None:
+        await authenticator.prefetch_keys()
+
+    web_app.on_startup.append(_prefetch)
+
+
+app.web_init_hooks.append(_install_auth)
 rest = RestApi(app, monitor, pipelines, positions)
 app.web_init_hooks.append(rest.install)
 

@@ -13,13 +13,7 @@ from typing import Any
 
 import orjson
 
-
-def decimal_str(value: Decimal) -> str:
-    """Plain notation without trailing zeros: Avro decimals decode padded to their scale."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+from app.domain.decimals import decimal_str
 
 
 def _default(value: Any) -> Any:

@@ -14,6 +14,8 @@ from app import metrics
 from app.domain.objects import OBJECT_TYPES, unpack_message
 from app.errors import DecodeError
 from app.rows import dumps, iso_millis, json_row
+from web.auth import principal_of, row_entitled
+from web.openapi import OPENAPI_PATH, openapi_handler
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -55,6 +57,7 @@ class RestApi:
         router.add_get("/v1/objects/{type}/{id}", self.get_object)
         router.add_get("/v1/positions/{positionKey}", self.get_position)
         router.add_get("/v1/positions/{positionKey}/events", self.get_position_events)
+        router.add_get(OPENAPI_PATH, openapi_handler)
         web_server.web_app.on_cleanup.append(self._close_session)
 
     async def _close_session(self, _: Any) -> None:
@@ -136,6 +139,9 @@ class RestApi:
             row = pipeline.intake.serde.decode(unpack_message(stored), pipeline.object_type.record)
         except DecodeError as exc:  # stored bytes were accepted once; a schema went missing
             return error_response(500, "DECODE_FAILED", exc.message)
+        if not row_entitled(principal_of(request), row):
+            # Indistinguishable from a missing id: existence is information too.
+            return error_response(404, "NOT_FOUND", f"no {type_name} with id {object_id}")
         return json_response(json_row(row))
 
     async def _local_position(self, request: web.Request) -> Any:
@@ -151,7 +157,8 @@ class RestApi:
         if forwarded is not None:
             return forwarded
         position = self.positions.store.get(key)
-        if position is None:
+        owner = {"account": position.account} if position is not None else None
+        if owner is None or not row_entitled(principal_of(request), owner):
             return error_response(404, "NOT_FOUND", f"no position {key}")
         return position
 
@@ -177,7 +184,7 @@ class RestApi:
                 "correlationId": e.correlation_id,
                 "causationId": e.causation_id,
                 "time": iso_millis(_from_ms(e.recorded_time)),
-                "trade": e.trade.to_dict(),
+                "trade": e.trade.to_json(),
                 **({"details": dict(e.details)} if e.details else {}),
             }
             for e in self.positions.store.events(position.position_key, position.version)

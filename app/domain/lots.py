@@ -24,7 +24,8 @@ from decimal import Decimal
 from heapq import heapify, heappop, heappush
 from typing import Any
 
-from app.domain.trades import EPOCH_ORDINAL, EconomicKey
+from app.domain.decimals import decimal_str
+from app.domain.trades import EPOCH_ORDINAL, EconomicKey, epoch_ms_iso
 
 # Economic key with the date as days since the epoch, as it appears in a line.
 LineKey = tuple[int, int, str]
@@ -82,9 +83,9 @@ class Lot:
             "lotId": self.trade_id,
             "tradeId": self.trade_id,
             "effectiveDate": self.effective_date.isoformat(),
-            "tradeTime": self.trade_time,
-            "quantity": str(self.quantity),
-            "costPrice": str(self.cost_price),
+            "tradeTime": epoch_ms_iso(self.trade_time),
+            "quantity": decimal_str(self.quantity),
+            "costPrice": decimal_str(self.cost_price),
         }
 
     def __eq__(self, other: object) -> bool:

@@ -33,6 +33,7 @@ from decimal import (
 )
 from typing import Any, NamedTuple
 
+from app.domain.decimals import decimal_str
 from app.domain.lot_methods import (
     FIFO,
     LIFO,
@@ -75,10 +76,10 @@ class Relief(NamedTuple):
         return {
             "lotId": self.lot_id,
             "tradeId": self.lot_id,  # the lot's opening trade
-            "quantity": str(self.quantity),
-            "costPrice": str(self.cost_price),
-            "realizedPnl": str(self.realized_pnl),
-            "quantityLeft": str(self.quantity_left),
+            "quantity": decimal_str(self.quantity),
+            "costPrice": decimal_str(self.cost_price),
+            "realizedPnl": decimal_str(self.realized_pnl),
+            "quantityLeft": decimal_str(self.quantity_left),
         }
 
 
@@ -108,10 +109,10 @@ class ApplyResult(NamedTuple):
             "lotsRelieved": [relief.to_dict() for relief in self.reliefs],
             "openedLotId": None if opened is None else opened.lot_id,
             "openedQuantity": None if opened is None else str(opened.quantity),
-            "realizedPnl": str(self.realized_pnl),
-            "quantityAfter": str(self.quantity_after),
+            "realizedPnl": decimal_str(self.realized_pnl),
+            "quantityAfter": decimal_str(self.quantity_after),
             "lotCountAfter": self.lot_count_after,
-            "realizedPnlAfter": str(self.realized_after),
+            "realizedPnlAfter": decimal_str(self.realized_after),
             "version": self.version,
         }
 
@@ -236,12 +237,12 @@ class Position:
             "positionKey": self.position_key,
             "account": self.account,
             "symbol": self.symbol,
-            "quantity": str(self.quantity),
+            "quantity": decimal_str(self.quantity),
             "lots": [lot.to_json() for lot in self._book],
-            "realizedPnl": str(self.realized_pnl),
-            "unrealizedPnl": None if unrealized is None else str(unrealized),
-            "exposure": None if exposure is None else str(exposure),
-            "lastPrice": None if price is None else str(price),
+            "realizedPnl": decimal_str(self.realized_pnl),
+            "unrealizedPnl": None if unrealized is None else decimal_str(unrealized),
+            "exposure": None if exposure is None else decimal_str(exposure),
+            "lastPrice": None if price is None else decimal_str(price),
             "lotMethod": self.lot_method,
             "version": self.version,
             "status": self.status,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
 
+from app.domain.decimals import decimal_str
 from app.domain.lot_methods import LotMethodSchedule
 from app.domain.positions import ENGINE_CONTEXT, RECONCILED, Position, apply_all
 from app.domain.trades import TradeInput
@@ -138,10 +139,10 @@ class PositionFigures:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "quantity": str(self.quantity),
+            "quantity": decimal_str(self.quantity),
             "lotCount": self.lot_count,
-            "realizedPnl": str(self.realized_pnl),
-            "exposure": None if self.exposure is None else str(self.exposure),
+            "realizedPnl": decimal_str(self.realized_pnl),
+            "exposure": None if self.exposure is None else decimal_str(self.exposure),
         }
 
 

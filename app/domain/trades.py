@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
+from app.domain.decimals import decimal_str
+
 BUY = "BUY"
 SELL = "SELL"
 SIDES = (BUY, SELL)
@@ -31,6 +33,12 @@ EconomicKey = tuple[date, int, str]
 
 _ONE = Decimal(1)
 _WIDE = Context(prec=100)  # wide enough that canonical_decimal never rounds
+
+
+def epoch_ms_iso(epoch_ms: int) -> str:
+    """Epoch millis as ISO-8601 UTC with milliseconds, the wire form of every timestamp."""
+    moment = EPOCH + timedelta(milliseconds=epoch_ms)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class InvalidTrade(ValueError):
@@ -194,6 +202,14 @@ class TradeInput:
             out["causationId"] = self.causation_id
         if self.event_id is not None:
             out["eventId"] = self.event_id
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form (REST audit trail): decimals plain, tradeTime ISO-8601 UTC."""
+        out = self.to_dict()
+        out["quantity"] = decimal_str(self.quantity)
+        out["price"] = decimal_str(self.price)
+        out["tradeTime"] = epoch_ms_iso(self.trade_time)
         return out
 
     @classmethod

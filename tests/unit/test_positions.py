@@ -493,7 +493,7 @@ def test_unrealized_and_exposure_need_a_price() -> None:
         "lotId": "T1",
         "tradeId": "T1",
         "effectiveDate": "2024-03-04",
-        "tradeTime": 1,
+        "tradeTime": "1970-01-01T00:00:00.001Z",
         "quantity": "10",
         "costPrice": "100",
     }
