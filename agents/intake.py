@@ -100,7 +100,7 @@ class Intake:
         delay = 0.1
         while True:
             try:
-                return self.serde.decode(value, self.record)
+                return await self.serde.decode_async(value, self.record)
             except TransientError as exc:
                 metrics.TRANSIENT_ERRORS.labels(topic=self.topic).inc()
                 log.warning("transient error decoding from %s, retrying: %s", self.topic, exc)

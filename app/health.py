@@ -57,6 +57,8 @@ class HealthMonitor:
         seen: set[tuple[str, int]] = set()
         read_offsets = getattr(consumer, "_read_offset", {})  # last offset handed to a stream
         for tp in assigned:
+            if not self._is_source(tp.topic):
+                continue  # changelogs are read only during recovery: their "lag" is not a stall
             key = (tp.topic, tp.partition)
             seen.add(key)
             progress = self.partitions.setdefault(key, PartitionProgress())
@@ -79,6 +81,16 @@ class HealthMonitor:
         for key in set(self.partitions) - seen:
             del self.partitions[key]
             metrics.forget_partition(*key)
+
+    def _is_source(self, topic: str) -> bool:
+        """A topic some agent consumes (not a table changelog or Faust's leader topic)."""
+        if topic.endswith("-changelog") or "__assignor-__leader" in topic:
+            return False
+        try:  # the conductor's channels (agents' topics), when available
+            channels = self.app.topics._topics
+            return any(topic in channel.topics for channel in channels)
+        except Exception:
+            return True
 
     def stalled(self, now: float | None = None) -> list[str]:
         now = time.monotonic() if now is None else now

@@ -31,6 +31,7 @@ from agents.positions import register_position_agents  # noqa: E402
 from app.health import HealthMonitor  # noqa: E402
 from app.pricebook import PriceBook, follow_prices  # noqa: E402
 from web.auth import Authenticator, auth_middleware  # noqa: E402
+from web.blotter import install_blotter  # noqa: E402
 from web.routes import RestApi  # noqa: E402
 
 pipelines = register_object_agents(
@@ -55,6 +56,8 @@ def _install_auth(web_server: object) -> None:
 app.web_init_hooks.append(_install_auth)
 rest = RestApi(app, monitor, pipelines, positions)
 app.web_init_hooks.append(rest.install)
+blotter = install_blotter(app, serde)
+rest.replica = blotter
 
 
 @app.task

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from decimal import Decimal
 
-from app.errors import BlotterError
+from app.errors import BlotterError, TransientError
 from app.serde import AvroSerde
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,16 @@ class PriceBook:
         return True
 
     def apply_message(self, serde: AvroSerde, value: bytes | None) -> bool:
+        """Apply one encoded price; False when invalid. TransientError propagates: the caller
+        retries the same record, so no price is dropped during a registry outage."""
         try:
             row = serde.decode(value, "MarketPrice")
             price = row["price"]
             if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
                 return False
             return self.update(row["symbol"], row["sequence"], price)
+        except TransientError:
+            raise
         except (BlotterError, KeyError, TypeError):
             return False
 
@@ -80,8 +84,24 @@ async def follow_prices(
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
             for records in batch.values():
                 for record in records:
-                    book.apply_message(serde, record.value)
+                    await _apply_retrying(book, serde, record.value)
     except asyncio.CancelledError:
         raise
     finally:
         await consumer.stop()
+
+
+async def _apply_retrying(book: PriceBook, serde: AvroSerde, value: bytes | None) -> None:
+    delay = 0.1
+    while True:
+        try:
+            if serde.needs_fetch(value):
+                await serde.fetch_schema(value)  # off the event loop
+            book.apply_message(serde, value)
+            return
+        except TransientError as exc:
+            log.warning("price book: %s; retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        except BlotterError:
+            return  # poison price: the market-price agent dead-letters it

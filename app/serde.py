@@ -39,6 +39,8 @@ class SchemaResolver(Protocol):
 
     def id_for_subject(self, subject: str) -> int: ...
 
+    def is_cached(self, schema_id: int) -> bool: ...
+
 
 def _parse(schema: Mapping[str, Any] | str) -> dict[str, Any]:
     raw = orjson.loads(schema) if isinstance(schema, str | bytes) else dict(schema)
@@ -56,6 +58,9 @@ class ManifestResolver:
             self._by_subject[subject] = schema_id
             if schema_id not in self._by_id:
                 self._by_id[schema_id] = _parse(path.read_text())
+
+    def is_cached(self, schema_id: int) -> bool:
+        return True  # everything is loaded up front; an unknown id is poison, not a fetch
 
     def writer_schema(self, schema_id: int) -> dict[str, Any]:
         try:
@@ -82,11 +87,16 @@ class RegistryResolver:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
         self._client = SchemaRegistryClient(
-            {"url": url, "timeout": timeout_s, "max.retries": 1}
+            # No client-side retries: they sleep on the calling thread; callers retry with
+            # their own backoff (and fetch off the event loop, see AvroSerde.fetch_schema).
+            {"url": url, "timeout": timeout_s, "max.retries": 0}
         )
         self._by_id: dict[int, dict[str, Any]] = {}
         self._by_subject: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def is_cached(self, schema_id: int) -> bool:
+        return schema_id in self._by_id
 
     def writer_schema(self, schema_id: int) -> dict[str, Any]:
         cached = self._by_id.get(schema_id)
@@ -147,6 +157,29 @@ class AvroSerde:
         if magic != MAGIC:
             raise DecodeError(f"bad magic byte {magic & 0xFF} (expected {MAGIC})")
         return schema_id
+
+    def needs_fetch(self, data: bytes | None) -> bool:
+        """True when decoding `data` would first have to ask the registry (a blocking call)."""
+        if not data or len(data) < HEADER_SIZE:
+            return False
+        magic, schema_id = _HEADER.unpack_from(data)
+        return magic == MAGIC and not self._resolver.is_cached(schema_id)
+
+    async def fetch_schema(self, data: bytes) -> None:
+        """Resolve the writer schema of `data` on a worker thread, so a slow or failing registry
+        never blocks the event loop; raises DecodeError (unknown id) or TransientError."""
+        import asyncio
+
+        schema_id = self.schema_id(data)
+        await asyncio.get_running_loop().run_in_executor(
+            None, self._resolver.writer_schema, schema_id
+        )
+
+    async def decode_async(self, data: bytes | None, record: str) -> dict[str, Any]:
+        """`decode`, with any registry lookup done off the event loop."""
+        if data and self.needs_fetch(data):
+            await self.fetch_schema(data)
+        return self.decode(data, record)
 
     def decode(self, data: bytes | None, record: str) -> dict[str, Any]:
         """Decode `data` into a dict shaped by the app's reader schema for `record`."""

@@ -44,6 +44,7 @@ class RestApi:
         self.monitor = monitor
         self.pipelines = pipelines
         self.positions = positions
+        self.replica: Any = None  # the blotter's replica of every partition (set by main)
         self._session: Any = None
 
     def install(self, web_server: Any) -> None:
@@ -54,7 +55,9 @@ class RestApi:
         router.add_get("/health/detailed", self.health)
         router.add_get("/metrics", self.metrics)
         router.add_get("/v1/trade-blotter/metadata", self.metadata)
+        router.add_get("/v1/objects/{type}", self.list_objects)
         router.add_get("/v1/objects/{type}/{id}", self.get_object)
+        router.add_get("/v1/positions", self.list_positions)
         router.add_get("/v1/positions/{positionKey}", self.get_position)
         router.add_get("/v1/positions/{positionKey}/events", self.get_position_events)
         router.add_get(OPENAPI_PATH, openapi_handler)
@@ -143,6 +146,55 @@ class RestApi:
             # Indistinguishable from a missing id: existence is information too.
             return error_response(404, "NOT_FOUND", f"no {type_name} with id {object_id}")
         return json_response(json_row(row))
+
+    def _entitled_page(
+        self, request: web.Request, type_name: str, keep: Any = None
+    ) -> web.Response:
+        """One page of a type's latest versions (all partitions, from the replica), in id
+        order, rows of other accounts left out. `next` is the id to pass as `after`."""
+        if self.replica is None or not self.replica.ready:
+            return error_response(503, "NOT_READY", "the replica is still loading")
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            return error_response(400, "BAD_REQUEST", "limit must be an integer")
+        if not 1 <= limit <= 1000:
+            return error_response(400, "BAD_REQUEST", "limit must be between 1 and 1000")
+        after = request.query.get("after") or None
+        principal = principal_of(request)
+        items: list[dict[str, Any]] = []
+        cursor = after
+        while len(items) < limit:
+            page = self.replica.page(type_name, limit, cursor)
+            full = False
+            for entry in page:
+                cursor = entry.key
+                row = entry.row
+                if row is None or not row_entitled(principal, row):
+                    continue
+                if keep is not None and not keep(row):
+                    continue
+                items.append(json_row(row))
+                full = len(items) == limit
+                if full:
+                    break
+            if len(page) < limit and not full:  # nothing beyond this page
+                cursor = None
+                break
+        return json_response({"items": items, "next": cursor})
+
+    async def list_objects(self, request: web.Request) -> web.Response:
+        type_name = request.match_info["type"]
+        if type_name not in self.pipelines:
+            known = ", ".join(OBJECT_TYPES)
+            return error_response(404, "UNKNOWN_TYPE", f"unknown object type; one of {known}")
+        return self._entitled_page(request, type_name)
+
+    async def list_positions(self, request: web.Request) -> web.Response:
+        account = request.query.get("account")
+        if not account:
+            return error_response(400, "BAD_REQUEST", "the account query parameter is required")
+        return self._entitled_page(request, "Position", lambda row: row["account"] == account)
 
     async def _local_position(self, request: web.Request) -> Any:
         """The position (or an error response) for the request's positionKey."""

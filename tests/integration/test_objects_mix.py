@@ -119,6 +119,24 @@ async def test_every_message_is_applied_stale_or_dead_lettered(deployment) -> No
         assert body["status"] == "FILLED" and body["orderId"] == oid
     assert get_json(f"{worker.url}/v1/objects/Order/P-2")[0] == 404
 
+    # Paging through every partition, from the replica, in id order.
+    async def paged_ids() -> list[str]:
+        seen: list[str] = []
+        after = ""
+        while True:
+            status, body = get_json(f"{worker.url}/v1/objects/Order?limit=7&after={after}")
+            assert status == 200, body
+            seen += [row["orderId"] for row in body["items"]]
+            if body["next"] is None:
+                return seen
+            after = body["next"]
+
+    async def replica_complete() -> bool:
+        return await paged_ids() == ids
+
+    await await_condition(replica_complete, 30, "all orders paged in id order")
+    assert get_json(f"{worker.url}/v1/objects/Order?limit=0")[0] == 400
+
     dlq = await read_all(settings.bootstrap_servers, f"{topic}-dlq", len(poison))
     assert len(dlq) == len(poison)
     by_name = {r.key.decode(): r for r in dlq}

@@ -162,4 +162,7 @@ async def test_positions_match_reference_after_duplicates_backdating_and_kill9(
     finally:
         await consumer.stop()
     assert all(len(v) == 1 for v in seen.values()), "a trade was applied at two versions"
+    listed = get_json(f"{worker.url}/v1/positions?account=ACC-9")[1]["items"]
+    assert [p["positionKey"] for p in listed] == ["ACC-9:MSFT"]
+    assert get_json(f"{worker.url}/v1/positions?account=NOPE")[1]["items"] == []
     assert worker.stop() == 0

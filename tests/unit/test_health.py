@@ -72,3 +72,13 @@ def test_crashed_agent_fails_liveness() -> None:
     status = mon.status()
     assert status["components"]["agents"]["crashed"] == ["bad"]
     assert status["alive"] is False
+
+
+def test_changelog_partitions_never_count_as_stalled() -> None:
+    mon, consumer = monitor()
+    consumer.tp = FakeTP(topic="app-latest-order-changelog", partition=0)
+    consumer.hw = 500  # a changelog read only during recovery: lag that never moves
+    for t in range(0, 200, 10):
+        mon.sample(float(t))
+    assert mon.stalled(200.0) == []
+    assert mon.partitions == {}

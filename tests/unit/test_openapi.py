@@ -33,6 +33,7 @@ from app.metadata import load_schema, metadata_json
 from app.rows import decimal_str, json_row
 from app.serde import AvroSerde, ManifestResolver
 from app.simulator import OmsSimulator
+from web.auth import ANONYMOUS, PRINCIPAL_KEY
 from web.auth_config import DEFAULT_PUBLIC_PATHS
 from web.openapi import (
     OPENAPI_PATH,
@@ -273,9 +274,18 @@ def _rest_with(position: Position, events: list[HistoryEvent], price: Decimal | 
     return RestApi(SimpleNamespace(ready=True), None, {}, positions)
 
 
+class _FakeRequest(dict):
+    """A request as the handlers see it after the auth middleware (entitled to everything)."""
+
+    def __init__(self, position_key: str) -> None:
+        super().__init__({PRINCIPAL_KEY: ANONYMOUS})
+        self.match_info = {"positionKey": position_key}
+        # The routed header marks the request as already forwarded: answered locally.
+        self.headers = {ROUTED_HEADER: "1"}
+
+
 def _request(position_key: str) -> Any:
-    # The routed header marks the request as already forwarded: answered locally.
-    return SimpleNamespace(match_info={"positionKey": position_key}, headers={ROUTED_HEADER: "1"})
+    return _FakeRequest(position_key)
 
 
 AMOUNTS = st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal(100_000), places=8)

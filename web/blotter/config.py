@@ -1,0 +1,93 @@
+"""Tuning of the blotter stream, read from `BLOTTER_*` environment variables.
+
+Each knob trades latency, memory or fairness, so operators can move them without a release; the
+defaults suit a trading desk (tens to a few thousand subscribers per worker, changes within tens
+of milliseconds). Errors name the variable, like the rest of the configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from app.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class BlotterConfig:
+    """Limits and intervals of the WebSocket stream of one worker."""
+
+    #: Changes are coalesced per connection for at most this long before a frame leaves.
+    batch_interval_s: float = 0.02
+    #: Rows per `snapshot`/`changes` message.
+    max_batch_rows: int = 500
+    #: Credits of a subscription that did not say (`credits` omitted on subscribe).
+    default_credits: int = 1000
+    #: Ceiling of the credits a subscription may hold at once (subscribe + requests).
+    max_credits: int = 1_000_000
+    #: Distinct keys a subscription may have pending (conflated) before SLOW_CONSUMER.
+    max_pending: int = 10_000
+    #: Subscriptions one connection may hold at once.
+    max_subscriptions: int = 100
+    #: Control messages (acks, errors, pongs) queued for a client that does not read, before
+    #: the connection is closed: a client spamming pings must not grow server memory.
+    max_control_queue: int = 1000
+    #: permessage-deflate when the client offers it.
+    compress: bool = True
+    #: Seconds between server WebSocket pings; a client that does not answer within half of it
+    #: is disconnected. 0 disables.
+    heartbeat_s: float = 20.0
+    #: Largest client message accepted; larger ones close the connection with 1009.
+    max_message_bytes: int = 64 * 1024
+    #: Frames the socket has not accepted after this long: the connection is reset.
+    send_timeout_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BlotterConfig:
+        """The configuration from `env` (default: the process environment); ConfigError."""
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            batch_interval_s=_number(env, "BLOTTER_BATCH_INTERVAL_MS", d.batch_interval_s * 1000,
+                                     0, 10_000) / 1000,
+            max_batch_rows=int(_number(env, "BLOTTER_MAX_BATCH_ROWS", d.max_batch_rows, 1,
+                                       100_000)),
+            default_credits=int(_number(env, "BLOTTER_DEFAULT_CREDITS", d.default_credits, 0,
+                                        10**9)),
+            max_credits=int(_number(env, "BLOTTER_MAX_CREDITS", d.max_credits, 1, 10**9)),
+            max_pending=int(_number(env, "BLOTTER_MAX_PENDING", d.max_pending, 1, 10**8)),
+            max_subscriptions=int(_number(env, "BLOTTER_MAX_SUBSCRIPTIONS", d.max_subscriptions,
+                                          1, 100_000)),
+            max_control_queue=int(_number(env, "BLOTTER_MAX_CONTROL_QUEUE", d.max_control_queue,
+                                          10, 10**6)),
+            compress=_flag(env, "BLOTTER_WS_COMPRESS", d.compress),
+            heartbeat_s=_number(env, "BLOTTER_WS_HEARTBEAT_S", d.heartbeat_s, 0, 3600),
+            max_message_bytes=int(_number(env, "BLOTTER_WS_MAX_MESSAGE_BYTES",
+                                          d.max_message_bytes, 1024, 64 * 1024 * 1024)),
+            send_timeout_s=_number(env, "BLOTTER_SEND_TIMEOUT_S", d.send_timeout_s, 0.1, 3600),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(name, f"must be between {lo:g} and {hi:g}, got {raw}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"must be true or false, got {raw!r}")
