@@ -49,6 +49,8 @@ from tables.positions import PositionStore
 log = logging.getLogger(__name__)
 
 H_PROVISIONAL_VERSION = "backdated.provisional.version"
+PRICE_SEQUENCE_BITS = 24
+PRICE_SEQUENCE_MASK = (1 << PRICE_SEQUENCE_BITS) - 1
 
 
 def now_ms() -> int:
@@ -116,15 +118,26 @@ class PositionEngine:
         return self.serde.encode(record, schema, subject)
 
     async def publish_row(self, position: Position) -> None:
-        row = outputs.position_row(position, self.prices.price(position.symbol), now_ms())
+        """The Position row on the change feed. Its feed sequence combines the position's
+        version with its symbol's price sequence, so a row republished because the price moved
+        (same version) still supersedes the previous one, and any new version supersedes both."""
+        symbol = position.symbol
+        row = outputs.position_row(position, self.prices.price(symbol), now_ms())
+        sequence = (position.version << PRICE_SEQUENCE_BITS) | (
+            self.prices.sequence(symbol) & PRICE_SEQUENCE_MASK
+        )
         await self.changes.send(
             key=change_key("Position", position.position_key),
             value=self.serde.encode(row, "Position", "position-value"),
-            headers=[
-                (H_OBJECT_TYPE, b"Position"),
-                (H_SEQUENCE, str(position.version).encode()),
-            ],
+            headers=[(H_OBJECT_TYPE, b"Position"), (H_SEQUENCE, str(sequence).encode())],
         )
+
+    def on_price(self, symbol: str, price: object) -> None:
+        """Republish the rows of this worker's positions in `symbol` (unrealized P&L and
+        exposure move with the price)."""
+        for position in self.store.cached():
+            if position.symbol == symbol and position.lot_count:
+                self.app.loop.create_task(self.publish_row(position))
 
     def update_provisional_gauges(self) -> None:
         metrics.POSITIONS_PROVISIONAL.set(len(self.provisional_since))
@@ -308,6 +321,7 @@ def register_position_agents(
     topics = settings.topics
     store = PositionStore(app, partitions, settings.default_lot_method)
     engine = PositionEngine(app, settings, serde, store, prices)
+    prices.listeners.append(engine.on_price)
 
     def position_key(row: Mapping[str, Any]) -> str:
         return f"{row['account']}:{row['symbol']}"

@@ -32,6 +32,7 @@ from app.health import HealthMonitor  # noqa: E402
 from app.pricebook import PriceBook, follow_prices  # noqa: E402
 from web.auth import Authenticator, auth_middleware  # noqa: E402
 from web.blotter import install_blotter  # noqa: E402
+from web.page import install_page  # noqa: E402
 from web.routes import RestApi  # noqa: E402
 
 pipelines = register_object_agents(
@@ -58,6 +59,7 @@ rest = RestApi(app, monitor, pipelines, positions)
 app.web_init_hooks.append(rest.install)
 blotter = install_blotter(app, serde)
 rest.replica = blotter
+app.web_init_hooks.append(lambda server: install_page(server.web_app))
 
 
 @app.task

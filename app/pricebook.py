@@ -33,6 +33,11 @@ class PriceBook:
         entry = self._prices.get(symbol)
         return entry[1] if entry else None
 
+    def sequence(self, symbol: str) -> int:
+        """The sequence of the symbol's latest price (0 before any)."""
+        entry = self._prices.get(symbol)
+        return entry[0] if entry else 0
+
     def update(self, symbol: str, sequence: int, price: Decimal) -> bool:
         """Apply one price by the version rule; True when it changed the book."""
         current = self._prices.get(symbol)

@@ -89,6 +89,10 @@ class PositionStore:
         self.positions[position.position_key.encode()] = orjson.dumps(position.to_state())
         self._remember(position)
 
+    def cached(self) -> list[Position]:
+        """Positions decoded on this worker (all owned: the cache is cleared on revocation)."""
+        return list(self._cache.values())
+
     def forget(self, position_key: str) -> None:
         self._cache.pop(position_key, None)
 

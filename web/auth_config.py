@@ -22,6 +22,8 @@ DEFAULT_PUBLIC_PATHS = (
     "/health/detailed",
     "/metrics",
     "/v1/openapi.json",
+    "/blotter",  # the page holds no data; its data calls carry the token
+    "/blotter/static/",
 )
 
 

@@ -167,7 +167,10 @@ def auth_middleware(
     a WebSocket handshake from a refused Origin. CORS preflights pass without a token because
     browsers never attach credentials to them.
     """
-    public = frozenset(authenticator.public_paths if public_paths is None else public_paths)
+    paths = authenticator.public_paths if public_paths is None else public_paths
+    # An entry ending in "/" is a prefix (static files); every other entry is an exact path.
+    public = frozenset(p for p in paths if not p.endswith("/"))
+    public_prefixes = tuple(p for p in paths if p.endswith("/"))
     origins = normalize_origins(
         authenticator.allowed_origins if allowed_origins is None else allowed_origins
     )
@@ -178,7 +181,12 @@ def auth_middleware(
             count_failure(FORBIDDEN_ORIGIN)
             _log_refusal(request, FORBIDDEN_ORIGIN)
             return error_response(403, "FORBIDDEN", REASON_MESSAGES[FORBIDDEN_ORIGIN])
-        if request.path in public or _is_cors_preflight(request):
+        path = request.path
+        if (
+            path in public
+            or (public_prefixes and path.startswith(public_prefixes) and ".." not in path)
+            or _is_cors_preflight(request)
+        ):
             return await handler(request)
         try:
             principal = await authenticator.authenticate(request)

@@ -162,6 +162,25 @@ async def test_positions_match_reference_after_duplicates_backdating_and_kill9(
     finally:
         await consumer.stop()
     assert all(len(v) == 1 for v in seen.values()), "a trade was applied at two versions"
+    # A price move republishes the position's row (unrealized P&L, exposure) on the feed.
+    async with OmsProducer(settings, serde) as producer:
+        await producer.send_record("market_prices", "MSFT", "MarketPrice", {
+            "eventId": "P-1", "sequence": 1, "eventTime": dt.datetime.now(dt.UTC),
+            "symbol": "MSFT", "price": Decimal("123.45"), "asOf": dt.datetime.now(dt.UTC),
+            "correlationId": None, "causationId": None, "source": "test",
+        })
+        await producer.flush()
+
+    def row_priced() -> bool:
+        items = get_json(f"{worker.url}/v1/positions?account=ACC-9")[1]["items"]
+        return bool(items) and items[0]["lastPrice"] == "123.45"
+
+    await await_condition(row_priced, 30, "the position row repriced")
+    row = get_json(f"{worker.url}/v1/positions?account=ACC-9")[1]["items"][0]
+    _, exact = get_json(url)
+    assert row["unrealizedPnl"] == exact["unrealizedPnl"]
+    expected_exposure = Decimal("123.45") * Decimal(row["quantity"])
+    assert Decimal(row["exposure"]) == Decimal(exact["exposure"]) == expected_exposure
     listed = get_json(f"{worker.url}/v1/positions?account=ACC-9")[1]["items"]
     assert [p["positionKey"] for p in listed] == ["ACC-9:MSFT"]
     assert get_json(f"{worker.url}/v1/positions?account=NOPE")[1]["items"] == []

@@ -679,6 +679,17 @@ async def test_public_paths_are_configurable() -> None:
     assert calls == ["/health/liveness"]
 
 
+async def test_public_prefixes_cover_static_files_only() -> None:
+    calls: list[str] = []
+    app = build_app(hs_auth(), calls, public_paths=("/health", "/static/"))
+    app.router.add_get("/static/{name}", lambda request: web.Response(text="file"))
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/static/page.js")).status == 200
+        assert (await client.get("/v1/thing")).status == 401
+        assert (await client.get("/static")).status == 401  # the prefix is not an exact path
+    assert calls == []
+
+
 BAD_HANDSHAKE_TOKENS = [
     ("missing", lambda: None),
     ("expired", lambda: hs(claims(exp=int(time.time()) - 600))),
