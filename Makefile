@@ -8,7 +8,7 @@ WEB_PORT ?= 6066
 RATE ?= 200
 export DATA_DIR ?= ./data
 
-.PHONY: run test install lint bench clean broker worker
+.PHONY: run test install lint bench chaos clean broker worker
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,24 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# Benchmarks (loopback only, bounded): see docs/benchmarks.md. The Quix Streams baseline needs
+# its own venv (a dependency conflict with the app): it is created here when missing.
+.venv-quix/bin/python:
+	$(PYTHON) -m venv .venv-quix
+	.venv-quix/bin/pip install --quiet 'quixstreams==3.28.1' 'fastavro>=1.13,<2'
+
+bench: $(STAMP) .venv-quix/bin/python
+	QUIX_PYTHON=.venv-quix/bin/python $(PY) -m bench.bench_ingest
+	$(PY) -m bench.bench_positions
+	$(PY) -m bench.bench_recovery
+	$(PY) -m bench.bench_blotter
+	$(PY) -m bench.bench_lots
+	$(PY) -m bench.broker_lifecycle
+
+# The long fault-injection run; figures are written to docs/reliability.md.
+chaos: $(STAMP)
+	$(PY) -m tests.reliability.chaos --long --record docs/reliability.md
 
 broker: $(STAMP)
 	$(PY) -m app broker --port $(PORT) --data-dir $(DATA_DIR)/broker

@@ -118,9 +118,13 @@ def _enum_symbols(record_schema: Mapping[str, Any]) -> dict[str, list[str]]:
 
 def object_row_schema(type_name: str) -> dict[str, Any]:
     """JSON Schema of one object type's REST row, generated from its Avro record."""
-    object_type = OBJECT_TYPES[type_name]
-    record = load_schema(object_type.record)
-    spec = object_type_spec(record, object_type.key_field)
+    if type_name == "Position":  # the flat row of the change feed and listings
+        record_name, key_field = "Position", "positionKey"
+    else:
+        object_type = OBJECT_TYPES[type_name]
+        record_name, key_field = object_type.record, object_type.key_field
+    record = load_schema(record_name)
+    spec = object_type_spec(record, key_field)
     enums = _enum_symbols(record)
     properties: dict[str, Any] = {}
     for field in spec.fields:
@@ -138,7 +142,7 @@ def object_row_schema(type_name: str) -> dict[str, Any]:
     return _obj(
         properties,
         description=record.get("doc", f"Latest version of a {type_name}."),
-        **{"x-key-field": object_type.key_field},
+        **{"x-key-field": key_field},
     )
 
 
@@ -294,7 +298,17 @@ def _position_schemas() -> dict[str, Any]:
                 "status": _string_enum(POSITION_STATUSES),
             }
         ),
-        "PositionList": _obj({"items": {"type": "array", "items": _ref("Position")}}),
+        "PositionRow": object_row_schema("Position"),
+        "PositionList": _obj(
+            {
+                "items": {"type": "array", "items": _ref("PositionRow")},
+                "next": {
+                    "type": ["string", "null"],
+                    "description": "Pass as `after` for the next page; null on the last page.",
+                },
+            },
+            description="An account's positions as rows (no lots), in positionKey order.",
+        ),
         "HistoryTrade": _obj(
             {
                 "tradeId": {"type": "string"},
@@ -545,7 +559,8 @@ def _data_paths() -> dict[str, Any]:
                         {"type": "string"},
                         "The account whose positions to list.",
                         required=True,
-                    )
+                    ),
+                    *page_parameters[1:],
                 ],
             )
         },
