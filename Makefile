@@ -8,7 +8,7 @@ WEB_PORT ?= 6066
 RATE ?= 200
 export DATA_DIR ?= ./data
 
-.PHONY: run test install lint bench chaos clean broker worker
+.PHONY: run test install lint bench chaos chaos-short clean broker worker
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench: $(STAMP) .venv-quix/bin/python
 	$(PY) -m bench.broker_lifecycle
 
 # The long fault-injection run; figures are written to docs/reliability.md.
+chaos-short: $(STAMP)
+	$(PY) -m pytest -q -m chaos tests/reliability
+
 chaos: $(STAMP)
 	$(PY) -m tests.reliability.chaos --long --record docs/reliability.md
 

@@ -12,7 +12,9 @@ import time
 from dataclasses import dataclass
 
 import faust
+from faust.types import EventT
 
+from agents.delivery import process_events
 from agents.intake import Intake, raw_topic
 from app import metrics
 from app.domain.objects import (
@@ -71,27 +73,29 @@ def _register_agent(app: faust.App, pipeline: ObjectPipeline, changes: faust.Top
     applied = metrics.EVENTS_APPLIED.labels(topic=intake.topic)
     stale = metrics.EVENTS_STALE.labels(topic=intake.topic)
 
+    async def handle(event: EventT) -> None:
+        started = time.perf_counter()
+        accepted = await intake.accept(event)
+        if accepted is not None:
+            key, row = accepted
+            sequence = row["sequence"]
+            updated = next_version(table.get(key), sequence, event.message.value)
+            if updated is None:
+                stale.inc()
+            else:
+                table[key] = updated
+                await changes.send(
+                    key=change_key(object_type.name, row[object_type.key_field]),
+                    value=event.message.value,
+                    headers=[
+                        (H_OBJECT_TYPE, type_header),
+                        (H_SEQUENCE, str(sequence).encode()),
+                    ],
+                )
+                applied.inc()
+        latency.observe(time.perf_counter() - started)
+
     async def process(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
-            accepted = await intake.accept(event)
-            if accepted is not None:
-                key, row = accepted
-                sequence = row["sequence"]
-                updated = next_version(table.get(key), sequence, event.message.value)
-                if updated is None:
-                    stale.inc()
-                else:
-                    table[key] = updated
-                    await changes.send(
-                        key=change_key(object_type.name, row[object_type.key_field]),
-                        value=event.message.value,
-                        headers=[
-                            (H_OBJECT_TYPE, type_header),
-                            (H_SEQUENCE, str(sequence).encode()),
-                        ],
-                    )
-                    applied.inc()
-            latency.observe(time.perf_counter() - started)
+        await process_events(stream, agent_name, handle, intake.dead_letter)
 
     app.agent(intake.source, name=agent_name)(process)

@@ -22,6 +22,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
+from agents.delivery import process_events
 from agents.intake import Intake, raw_topic
 from agents.objects import H_OBJECT_TYPE, H_SEQUENCE, change_key
 from app import metrics
@@ -354,11 +355,13 @@ def register_position_agents(
     def timed(agent: str, handler: Any, intake: Intake) -> Any:
         latency = metrics.PROCESSING_SECONDS.labels(agent=agent)
 
+        async def handle(event: EventT) -> None:
+            started = time.perf_counter()
+            await handler(event, intake)
+            latency.observe(time.perf_counter() - started)
+
         async def process(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                started = time.perf_counter()
-                await handler(event, intake)
-                latency.observe(time.perf_counter() - started)
+            await process_events(stream, agent, handle, intake.dead_letter)
 
         return process
 

@@ -63,6 +63,15 @@ def stale_partitions(
     return stale
 
 
+def all_partitions(tabledir: Path, tables: Iterable[str]) -> list[Path]:
+    """Every local partition store of the given tables."""
+    found: list[Path] = []
+    for table in tables:
+        pattern = re.compile(rf"^{re.escape(table)}-(\d+)\.db$")
+        found += [p for p in sorted(tabledir.glob(f"{table}-*.db")) if pattern.match(p.name)]
+    return found
+
+
 def drop(paths: Iterable[Path]) -> int:
     count = 0
     for path in paths:

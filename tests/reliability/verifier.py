@@ -33,6 +33,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.objects import H_SEQUENCE
+from agents.positions import PRICE_SEQUENCE_BITS
 from app.config import Topics
 from tests.reliability.reference import CatalogDecoder, Expected, Rec
 from tests.reliability.workload import H_POISON_ID
@@ -162,7 +163,11 @@ def observe_topics(
         elif rec.topic == topics.changes:
             sequence = rec.headers.get(H_SEQUENCE)
             if rec.key is not None and sequence is not None:
-                observed.changes.append((rec.key.decode(), int(sequence)))
+                key = rec.key.decode()
+                value = int(sequence)
+                if key.startswith("Position:"):  # version << bits | price sequence
+                    value >>= PRICE_SEQUENCE_BITS
+                observed.changes.append((key, value))
         elif rec.topic in (topics.trade_applied, topics.provisional):
             row = decoder.decode(rec.value or b"")
             observed.applied.append((rec.topic, row["tradeId"], row["version"]))

@@ -1,0 +1,51 @@
+"""Acknowledging an event only once it was really processed.
+
+Faust acknowledges the event an agent is working on when the agent is interrupted: the stream's
+`finally` acks it when the worker stops (SIGTERM) or the agent is cancelled. The offset is then
+committed although the handler never finished — e.g. while it was waiting out a schema-registry
+outage — and the message is lost (found by the reliability harness: a trade and a quote request
+lost after a restart during a registry outage). Holding one extra reference on the message while
+the handler runs keeps that final ack from happening: the offset is not committed, and the
+message is redelivered after the restart. An unexpected error in a handler dead-letters the
+message (stage "apply") instead of crashing the agent or silently acknowledging it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import faust
+from faust.types import EventT
+
+from app import metrics
+from app.errors import PoisonMessage
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[EventT], Awaitable[None]]
+DeadLetter = Callable[[EventT, PoisonMessage], Awaitable[None]]
+
+
+class HandlerFailed(PoisonMessage):
+    stage = "apply"
+
+
+async def process_events(
+    stream: faust.StreamT, agent: str, handler: Handler, dead_letter: DeadLetter
+) -> None:
+    """Run `handler` for every event of `stream` with the delivery rules above."""
+    async for event in stream.events():
+        message = event.message
+        message.incref()  # released only when the handler completed (or dead-lettered)
+        try:
+            await handler(event)
+        except asyncio.CancelledError:
+            raise  # interrupted: keep the reference, so the offset is never committed
+        except Exception as exc:
+            metrics.AGENT_ERRORS.labels(agent=agent).inc()
+            log.exception("%s failed on %s[%s]@%s", agent, message.topic, message.partition,
+                          message.offset)
+            await dead_letter(event, HandlerFailed(f"{type(exc).__name__}: {exc}"))
+        message.decref()
