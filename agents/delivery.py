@@ -21,6 +21,7 @@ from faust.types import EventT
 
 from app import metrics
 from app.errors import PoisonMessage
+from app.logs import bind_context, reset_context
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ async def process_events(
     async for event in stream.events():
         message = event.message
         message.incref()  # released only when the handler completed (or dead-lettered)
+        token = bind_context(
+            agent=agent, topic=message.topic, partition=message.partition, offset=message.offset
+        )
         try:
             await handler(event)
         except asyncio.CancelledError:
@@ -48,4 +52,6 @@ async def process_events(
             log.exception("%s failed on %s[%s]@%s", agent, message.topic, message.partition,
                           message.offset)
             await dead_letter(event, HandlerFailed(f"{type(exc).__name__}: {exc}"))
+        finally:
+            reset_context(token)
         message.decref()

@@ -19,6 +19,7 @@ from agents.routing import owner_partition
 from app import metrics
 from app.dlq import dlq_headers
 from app.errors import PoisonMessage, TransientError
+from app.logs import bind_context
 from app.serde import AvroSerde
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class Intake:
             metrics.EVENTS_IN.labels(topic=origin).inc()
         try:
             row = await self._decode(message.value)
+            # Correlation ids on every log line of this event (the task's context, reset by
+            # agents.delivery when the event is done).
+            bind_context(correlationId=row.get("correlationId"), causationId=row.get("causationId"))
             self.validate(row)
             key = self.key_of(row).encode()
         except PoisonMessage as exc:
