@@ -111,6 +111,10 @@ class BlotterApp(faust.App):
             self.ready = True
             self.ready_at = time.monotonic()
             metrics.WORKER_READY.set(1)
+            # Start to ready is table recovery plus assignment: Faust recovers all tables together.
+            recovery = self.ready_at - self.started_at
+            for name in self.tables:
+                metrics.TABLE_RECOVERY_SECONDS.labels(table=name).set(recovery)
             log.info("worker ready in %.2f s", self.ready_at - self.started_at)
 
     async def on_stop(self) -> None:
