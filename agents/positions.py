@@ -45,6 +45,7 @@ from app.errors import PoisonMessage, ValidationError
 from app.pricebook import PriceBook
 from app.producer import CANONICAL_TOPICS
 from app.serde import AvroSerde
+from tables.common import bytes_table
 from tables.positions import PositionStore
 
 log = logging.getLogger(__name__)
@@ -347,10 +348,7 @@ def register_position_agents(
         validate=validate_price,
         key_of=lambda row: row["symbol"],
     )
-    prices_table = app.Table(
-        "latest-price", key_type=bytes, value_type=bytes, partitions=partitions,
-        help="latest MarketPrice per symbol",
-    )
+    prices_table = bytes_table(app, "latest-price", partitions, "latest MarketPrice per symbol")
 
     def timed(agent: str, handler: Any, intake: Intake) -> Any:
         latency = metrics.PROCESSING_SECONDS.labels(agent=agent)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import faust
 
 from app.domain.objects import ObjectType
+from tables.common import bytes_table
 
 
 def table_name(object_type: ObjectType) -> str:
@@ -17,10 +18,9 @@ def table_name(object_type: ObjectType) -> str:
 
 
 def latest_version_table(app: faust.App, object_type: ObjectType, partitions: int) -> faust.Table:
-    return app.Table(
+    return bytes_table(
+        app,
         table_name(object_type),
-        key_type=bytes,
-        value_type=bytes,
-        partitions=partitions,
-        help=f"latest {object_type.name} version per {object_type.key_field}",
+        partitions,
+        f"latest {object_type.name} version per {object_type.key_field}",
     )

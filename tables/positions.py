@@ -26,6 +26,7 @@ import orjson
 from app.domain.lot_methods import LotMethodSchedule
 from app.domain.positions import Position
 from app.domain.replay import HistoryEvent
+from tables.common import bytes_table
 
 _VERSION = struct.Struct(">Q")
 CACHE_SIZE = 10_000
@@ -39,26 +40,20 @@ class PositionStore:
     """Load/save positions and their history through the two tables."""
 
     def __init__(self, app: faust.App, partitions: int, default_lot_method: str) -> None:
-        self.positions = app.Table(
-            "positions",
-            key_type=bytes,
-            value_type=bytes,
-            partitions=partitions,
-            help="position state per positionKey",
+        self.positions = bytes_table(
+            app, "positions", partitions, "position state per positionKey"
         )
-        self.history = app.Table(
+        self.history = bytes_table(
+            app,
             "position-history",
-            key_type=bytes,
-            value_type=bytes,
-            partitions=partitions,
-            help="append-only event history per positionKey and version",
+            partitions,
+            "append-only event history per positionKey and version",
         )
-        self.pending = app.Table(
+        self.pending = bytes_table(
+            app,
             "coldpath-pending",
-            key_type=bytes,
-            value_type=bytes,
-            partitions=partitions,
-            help="backdated trade ids applied provisionally and not yet replayed, per position",
+            partitions,
+            "backdated trade ids applied provisionally and not yet replayed, per position",
         )
         self.default_lot_method = default_lot_method
         self._cache: OrderedDict[str, Position] = OrderedDict()
