@@ -111,7 +111,9 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """`env[name]` as an integer in [lo, hi], `default` when unset or blank; else ConfigError.
+    The one parser of integer settings, also used by the auth and stream settings."""
     raw = _get(env, name)
     if raw is None:
         return default
@@ -132,7 +134,22 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return normalized
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+def env_number(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    """`env[name]` as a number in [lo, hi], `default` when unset or blank; else ConfigError."""
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:  # also refuses nan
+        raise ConfigError(name, f"must be between {lo:g} and {hi:g}, got {raw}")
+    return value
+
+
+def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """`env[name]` as a boolean (1/true/yes/on, 0/false/no/off); else ConfigError."""
     raw = _get(env, name)
     if raw is None:
         return default
@@ -176,7 +193,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from `env` (default: the process environment); raise ConfigError."""
     env = os.environ if env is None else env
     raw_broker = _get(env, "BROKER_URL")
-    embedded_port = _int(env, "EMBEDDED_BROKER_PORT", DEFAULT_EMBEDDED_PORT, 1, 65535)
+    embedded_port = env_int(env, "EMBEDDED_BROKER_PORT", DEFAULT_EMBEDDED_PORT, 1, 65535)
     if raw_broker is None:
         broker_urls = (f"127.0.0.1:{embedded_port}",)
         embedded = True
@@ -218,11 +235,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         schema_registry_url=registry,
         data_dir=Path(_get(env, "DATA_DIR") or "./data"),
         web_host=_get(env, "WEB_HOST") or "127.0.0.1",
-        web_port=_int(env, "WEB_PORT", 6066, 1, 65535),
-        topic_partitions=_int(env, "TOPIC_PARTITIONS", 8, 1, 10_000),
+        web_port=env_int(env, "WEB_PORT", 6066, 1, 65535),
+        topic_partitions=env_int(env, "TOPIC_PARTITIONS", 8, 1, 10_000),
         default_lot_method=_choice(env, "DEFAULT_LOT_METHOD", "FIFO", LOT_METHODS),
         business_date=business_date,
-        max_future_days=_int(env, "MAX_FUTURE_DAYS", 30, 0, 36_500),
+        max_future_days=env_int(env, "MAX_FUTURE_DAYS", 30, 0, 36_500),
         auth_mode=auth_mode,
         auth_jwt_secret=secret,
         auth_jwt_public_key=public_key,
@@ -234,7 +251,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         consumer_group_instance_id=_get(env, "CONSUMER_GROUP_INSTANCE_ID"),
         worker_role=role,
         log_level=(_get(env, "LOG_LEVEL") or "INFO").upper(),
-        log_json=_bool(env, "LOG_JSON", True),
-        health_stall_seconds=_int(env, "HEALTH_STALL_SECONDS", 60, 5, 86_400),
+        log_json=env_flag(env, "LOG_JSON", True),
+        health_stall_seconds=env_int(env, "HEALTH_STALL_SECONDS", 60, 5, 86_400),
         topics=_topics(env),
     )

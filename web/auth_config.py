@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from app.config import env_int, env_number
 from app.errors import ConfigError
 
 #: Paths served without a token: probes and Prometheus must work without credentials.
@@ -50,12 +51,12 @@ class AuthOptions:
         env = os.environ if env is None else env
         d = cls()
         return cls(
-            leeway_s=number(env, "AUTH_JWT_LEEWAY_S", d.leeway_s, 0, 300),
-            jwks_cache_s=number(env, "AUTH_JWKS_CACHE_S", d.jwks_cache_s, 10, 86_400),
-            jwks_min_refresh_s=number(
+            leeway_s=env_number(env, "AUTH_JWT_LEEWAY_S", d.leeway_s, 0, 300),
+            jwks_cache_s=env_number(env, "AUTH_JWKS_CACHE_S", d.jwks_cache_s, 10, 86_400),
+            jwks_min_refresh_s=env_number(
                 env, "AUTH_JWKS_MIN_REFRESH_S", d.jwks_min_refresh_s, 1, 3_600
             ),
-            jwks_timeout_s=number(env, "AUTH_JWKS_TIMEOUT_S", d.jwks_timeout_s, 0.5, 60),
+            jwks_timeout_s=env_number(env, "AUTH_JWKS_TIMEOUT_S", d.jwks_timeout_s, 0.5, 60),
             public_paths=_paths(env, "AUTH_PUBLIC_PATHS", d.public_paths),
         )
 
@@ -90,55 +91,27 @@ class AuthLimits:
         env = os.environ if env is None else env
         d = cls()
         return cls(
-            max_connections_per_user=integer(
+            max_connections_per_user=env_int(
                 env, "WS_MAX_CONNECTIONS_PER_USER", d.max_connections_per_user, 1, 100_000
             ),
-            max_subscriptions_per_user=integer(
+            max_subscriptions_per_user=env_int(
                 env, "WS_MAX_SUBSCRIPTIONS_PER_USER", d.max_subscriptions_per_user, 1, 1_000_000
             ),
-            subscribe_rate_per_s=number(
+            subscribe_rate_per_s=env_number(
                 env, "WS_SUBSCRIBE_RATE_PER_S", d.subscribe_rate_per_s, 0.01, 100_000
             ),
-            subscribe_burst=integer(env, "WS_SUBSCRIBE_BURST", d.subscribe_burst, 1, 1_000_000),
-            message_rate_per_s=number(
+            subscribe_burst=env_int(env, "WS_SUBSCRIBE_BURST", d.subscribe_burst, 1, 1_000_000),
+            message_rate_per_s=env_number(
                 env, "WS_MESSAGE_RATE_PER_S", d.message_rate_per_s, 0.01, 1_000_000
             ),
-            message_burst=integer(env, "WS_MESSAGE_BURST", d.message_burst, 1, 10_000_000),
-            close_after_rate_limited=integer(
+            message_burst=env_int(env, "WS_MESSAGE_BURST", d.message_burst, 1, 10_000_000),
+            close_after_rate_limited=env_int(
                 env, "WS_RATE_LIMIT_CLOSE_AFTER", d.close_after_rate_limited, 0, 1_000_000
             ),
-            recheck_interval_s=number(
+            recheck_interval_s=env_number(
                 env, "AUTH_RECHECK_INTERVAL_S", d.recheck_interval_s, 1, 86_400
             ),
         )
-
-
-def number(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    """`env[name]` as a number in [lo, hi], `default` when unset or blank; else ConfigError."""
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
-    if not lo <= value <= hi:  # also refuses nan
-        raise ConfigError(name, f"must be between {lo:g} and {hi:g}, got {raw}")
-    return value
-
-
-def integer(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    """`env[name]` as an integer in [lo, hi], `default` when unset or blank; else ConfigError."""
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(name, f"must be between {lo} and {hi}, got {value}")
-    return value
 
 
 def _paths(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from app.errors import ConfigError
+from app.config import env_flag, env_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,45 +49,21 @@ class BlotterConfig:
         env = os.environ if env is None else env
         d = cls()
         return cls(
-            batch_interval_s=_number(env, "BLOTTER_BATCH_INTERVAL_MS", d.batch_interval_s * 1000,
+            batch_interval_s=env_number(env, "BLOTTER_BATCH_INTERVAL_MS", d.batch_interval_s * 1000,
                                      0, 10_000) / 1000,
-            max_batch_rows=int(_number(env, "BLOTTER_MAX_BATCH_ROWS", d.max_batch_rows, 1,
+            max_batch_rows=int(env_number(env, "BLOTTER_MAX_BATCH_ROWS", d.max_batch_rows, 1,
                                        100_000)),
-            default_credits=int(_number(env, "BLOTTER_DEFAULT_CREDITS", d.default_credits, 0,
+            default_credits=int(env_number(env, "BLOTTER_DEFAULT_CREDITS", d.default_credits, 0,
                                         10**9)),
-            max_credits=int(_number(env, "BLOTTER_MAX_CREDITS", d.max_credits, 1, 10**9)),
-            max_pending=int(_number(env, "BLOTTER_MAX_PENDING", d.max_pending, 1, 10**8)),
-            max_subscriptions=int(_number(env, "BLOTTER_MAX_SUBSCRIPTIONS", d.max_subscriptions,
+            max_credits=int(env_number(env, "BLOTTER_MAX_CREDITS", d.max_credits, 1, 10**9)),
+            max_pending=int(env_number(env, "BLOTTER_MAX_PENDING", d.max_pending, 1, 10**8)),
+            max_subscriptions=int(env_number(env, "BLOTTER_MAX_SUBSCRIPTIONS", d.max_subscriptions,
                                           1, 100_000)),
-            max_control_queue=int(_number(env, "BLOTTER_MAX_CONTROL_QUEUE", d.max_control_queue,
+            max_control_queue=int(env_number(env, "BLOTTER_MAX_CONTROL_QUEUE", d.max_control_queue,
                                           10, 10**6)),
-            compress=_flag(env, "BLOTTER_WS_COMPRESS", d.compress),
-            heartbeat_s=_number(env, "BLOTTER_WS_HEARTBEAT_S", d.heartbeat_s, 0, 3600),
-            max_message_bytes=int(_number(env, "BLOTTER_WS_MAX_MESSAGE_BYTES",
+            compress=env_flag(env, "BLOTTER_WS_COMPRESS", d.compress),
+            heartbeat_s=env_number(env, "BLOTTER_WS_HEARTBEAT_S", d.heartbeat_s, 0, 3600),
+            max_message_bytes=int(env_number(env, "BLOTTER_WS_MAX_MESSAGE_BYTES",
                                           d.max_message_bytes, 1024, 64 * 1024 * 1024)),
-            send_timeout_s=_number(env, "BLOTTER_SEND_TIMEOUT_S", d.send_timeout_s, 0.1, 3600),
+            send_timeout_s=env_number(env, "BLOTTER_SEND_TIMEOUT_S", d.send_timeout_s, 0.1, 3600),
         )
-
-
-def _number(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(name, f"must be between {lo:g} and {hi:g}, got {raw}")
-    return value
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(name, f"must be true or false, got {raw!r}")
