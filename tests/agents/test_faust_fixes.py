@@ -4,6 +4,7 @@ committed right after it (app.faust_fixes)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
@@ -26,29 +27,30 @@ class SlowChannel:
         self.published.append(fut.message.n)
 
 
-async def test_flush_waits_for_every_buffered_record_even_when_sends_are_slow() -> None:
+@pytest.fixture
+async def buffer() -> AsyncIterator[ProducerBuffer]:
+    """A running producer buffer with the corrections installed."""
     faust_fixes.install()
-    buffer = ProducerBuffer()
-    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+    running = ProducerBuffer()
+    running.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def test_flush_waits_for_every_buffered_record_even_when_sends_are_slow(
+    buffer: ProducerBuffer,
+) -> None:
     channel = SlowChannel(0.25)
-    await buffer.start()
-    try:
-        for n in range(4):
-            buffer.put(SimpleNamespace(message=SimpleNamespace(channel=channel, n=n)))
-        await buffer.flush()
-        # Faust's own flush returned after ~0.1 s with all four still buffered.
-        assert channel.published == [0, 1, 2, 3]
-        assert buffer.size == 0
-    finally:
-        await buffer.stop()
+    for n in range(4):
+        buffer.put(SimpleNamespace(message=SimpleNamespace(channel=channel, n=n)))
+    await buffer.flush()
+    # Faust's own flush returned after ~0.1 s with all four still buffered.
+    assert channel.published == [0, 1, 2, 3]
+    assert buffer.size == 0
 
 
-async def test_flush_of_an_empty_buffer_returns_at_once() -> None:
-    faust_fixes.install()
-    buffer = ProducerBuffer()
-    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
-    await buffer.start()
-    try:
-        await asyncio.wait_for(buffer.flush(), timeout=0.05)
-    finally:
-        await buffer.stop()
+async def test_flush_of_an_empty_buffer_returns_at_once(buffer: ProducerBuffer) -> None:
+    await asyncio.wait_for(buffer.flush(), timeout=0.05)
