@@ -8,11 +8,21 @@ the changelog, the committed inputs are not redelivered, and their effect is gon
 reliability harness: objects left at an older sequence, trades missing from positions). Here
 `flush()` waits until the buffer is empty *and* the message being handed over is in the client's
 accumulator, which the client's own flush (called next by Faust) then sends.
+
+Faust's consumer drain loop hands every message to the conductor through
+`wait_first(callback(message), suspend_flow.wait())`, which wraps both in tasks and adds two
+more for the service's stopped/crashed events: four tasks and an `asyncio.wait` per message,
+the largest framework cost per event in the ingest profile (docs/benchmarks.md). Almost always
+the callback finishes without suspending (the agent's queue has room, flow is not suspended).
+`wait_first` now runs that first step in place and only when the callback really suspends
+hands the *already started* coroutine to the original `wait_first`, so a rebalance that
+suspends flow still abandons it exactly as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 _INSTALLED = False
@@ -46,5 +56,68 @@ def install() -> bool:
 
     ProducerBuffer._send_pending = _send_pending
     ProducerBuffer.flush = flush
+    _install_inline_drain_callback()
     _INSTALLED = True
     return True
+
+
+_EVENT_WAIT_CODE = asyncio.Event.wait.__code__
+
+
+def _install_inline_drain_callback() -> None:
+    from faust.transport.consumer import Consumer
+
+    original_wait_first = Consumer.wait_first
+
+    async def wait_first(self: Any, *coros: Any, timeout: Any = None) -> Any:
+        if (
+            len(coros) == 2
+            and timeout is None
+            and getattr(coros[1], "cr_code", None) is _EVENT_WAIT_CODE
+            and not self.suspend_flow.is_set()
+            and not self._stopped.is_set()
+            and not self._crashed.is_set()
+        ):
+            callback, suspend = coros
+            try:
+                yielded = callback.send(None)
+            except StopIteration:
+                suspend.close()  # finished in place: the flow wait was never needed
+                return None
+            except BaseException:
+                suspend.close()
+                raise
+            return await original_wait_first(self, _resumed(callback, yielded), suspend)
+        return await original_wait_first(self, *coros, timeout=timeout)
+
+    Consumer.wait_first = wait_first
+
+
+async def _resumed(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+    """Continue a coroutine that was stepped once by hand, under whichever task awaits this."""
+    return await _Resume(coro, yielded)
+
+
+class _Resume:
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self.coro = coro
+        self.yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.yielded
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # e.g. CancelledError thrown in by the task
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                value = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value

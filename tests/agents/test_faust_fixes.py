@@ -4,11 +4,14 @@ committed right after it (app.faust_fixes)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
+from mode import Service
 
 from app import faust_fixes
 
@@ -54,3 +57,86 @@ async def test_flush_waits_for_every_buffered_record_even_when_sends_are_slow(
 
 async def test_flush_of_an_empty_buffer_returns_at_once(buffer: ProducerBuffer) -> None:
     await asyncio.wait_for(buffer.flush(), timeout=0.05)
+
+
+# -- the drain loop's per-message hand-over ---------------------------------------------------
+class DrainingConsumer(Service):
+    """What `Consumer.wait_first` uses of a consumer: the service events and `suspend_flow`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suspend_flow = asyncio.Event()
+
+
+async def hand_over(consumer: DrainingConsumer, callback: Coroutine[Any, Any, Any]) -> Any:
+    """The drain loop's call, exactly as Faust makes it."""
+    faust_fixes.install()
+    return await Consumer.wait_first(consumer, callback, consumer.suspend_flow.wait())
+
+
+async def test_a_callback_that_does_not_suspend_runs_in_the_drain_task_itself() -> None:
+    ran_in: list[asyncio.Task | None] = []
+
+    async def callback() -> None:
+        ran_in.append(asyncio.current_task())
+
+    await hand_over(DrainingConsumer(), callback())
+    assert ran_in == [asyncio.current_task()]  # no task per message
+
+
+async def test_a_callback_that_suspends_is_finished_by_the_original_wait() -> None:
+    room = asyncio.Event()
+    steps: list[str] = []
+
+    async def callback() -> None:
+        steps.append("started")
+        await room.wait()  # the agent's queue is full
+        steps.append("delivered")
+
+    waiting = asyncio.ensure_future(hand_over(DrainingConsumer(), callback()))
+    await asyncio.sleep(0.01)
+    assert steps == ["started"] and not waiting.done()
+    room.set()
+    await asyncio.wait_for(waiting, timeout=1)
+    assert steps == ["started", "delivered"]
+
+
+async def test_suspending_flow_abandons_a_callback_that_is_still_waiting() -> None:
+    consumer = DrainingConsumer()
+    steps: list[str] = []
+
+    async def callback() -> None:
+        try:
+            await asyncio.Event().wait()  # never gets room
+            steps.append("delivered")
+        except asyncio.CancelledError:
+            steps.append("cancelled")
+            raise
+
+    waiting = asyncio.ensure_future(hand_over(consumer, callback()))
+    await asyncio.sleep(0.01)
+    consumer.suspend_flow.set()  # a rebalance starts
+    await asyncio.wait_for(waiting, timeout=1)
+    await asyncio.sleep(0)  # let the cancelled callback run its handler
+    assert steps == ["cancelled"]
+
+
+async def test_while_flow_is_suspended_the_original_wait_is_used() -> None:
+    consumer = DrainingConsumer()
+    consumer.suspend_flow.set()
+    ran: list[str] = []
+
+    async def callback() -> None:
+        await asyncio.sleep(0.05)
+        ran.append("delivered")
+
+    await asyncio.wait_for(hand_over(consumer, callback()), timeout=1)
+    assert ran == []  # the set flow event won: the message is not handed over
+
+
+async def test_an_error_in_the_first_step_propagates() -> None:
+    async def callback() -> None:
+        raise ValueError("bad message")
+
+    with pytest.raises(ValueError, match="bad message"):
+        await hand_over(DrainingConsumer(), callback())
