@@ -69,12 +69,14 @@ class CatalogDecoder:
 class ObjectVersion:
     sequence: int
     event_id: str
+    source: str = ""  # topic[partition]@offset of the input, for the humans reading a failure
 
 
 @dataclass(frozen=True, slots=True)
 class TradeFact:
     position_key: str
     trade: RefTrade
+    source: str = ""
 
 
 @dataclass
@@ -125,7 +127,9 @@ def build_expected(
             key = (type_name, row[id_field])
             current = expected.objects.get(key)
             if current is None or row["sequence"] > current.sequence:
-                expected.objects[key] = ObjectVersion(row["sequence"], row["eventId"])
+                expected.objects[key] = ObjectVersion(
+                    row["sequence"], row["eventId"], f"{rec.topic}[{rec.partition}]@{rec.offset}"
+                )
         elif attr == "trades":
             expected.trades.setdefault(
                 row["tradeId"],
@@ -139,6 +143,7 @@ def build_expected(
                         row["effectiveDate"],
                         _ms(row["tradeTime"]),
                     ),
+                    f"{rec.topic}[{rec.partition}]@{rec.offset}",
                 ),
             )
         elif attr == "contracts":

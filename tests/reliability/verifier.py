@@ -38,7 +38,7 @@ from app.config import Topics
 from tests.reliability.reference import CatalogDecoder, Expected, Rec
 from tests.reliability.workload import H_POISON_ID
 
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 25
 REST_CONCURRENCY = 6
 
 
@@ -309,13 +309,14 @@ def _check_objects(
             lost.add(label)
             report.note(
                 "lost",
-                f"{label}: want seq {want.sequence}, REST {status} {got}, feed max {published}",
+                f"{label} ({want.source}): want seq {want.sequence}, REST {status} {got}, "
+                f"feed max {published}",
             )
         else:
             lost.add(label)
             report.note(
                 "lost",
-                f"{label}: want seq {want.sequence} ({want.event_id}), REST "
+                f"{label} ({want.source}): want seq {want.sequence} ({want.event_id}), REST "
                 f"{status} {got} {body!r:.120}",
             )
     for (type_name, poison_id), (status, _) in observed.poison_objects.items():
@@ -371,7 +372,11 @@ def _check_positions(
         for trade_id in trades_of[position_key]:
             if counts.get(trade_id, 0) == 0:
                 lost.add(f"trade {trade_id}")
-                report.note("lost", f"trade {trade_id}: not in {position_key} history")
+                report.note(
+                    "lost",
+                    f"trade {trade_id} ({expected.trades[trade_id].source}): not in "
+                    f"{position_key} history",
+                )
             elif counts[trade_id] > 1:
                 doubled.add(trade_id)
                 report.note(
@@ -423,7 +428,11 @@ def _check_outputs(
         seen = versions.get(trade_id)
         if not seen:
             lost.add(f"trade {trade_id}")
-            report.note("lost", f"trade {trade_id}: no TradeApplied/ProvisionalTradeApplied")
+            report.note(
+                "lost",
+                f"trade {trade_id} ({expected.trades[trade_id].source}): no "
+                "TradeApplied/ProvisionalTradeApplied",
+            )
         elif len(seen) > 1:
             doubled.add(trade_id)
             report.note("double_applied", f"trade {trade_id}: published at versions {sorted(seen)}")
