@@ -22,10 +22,12 @@ suspends flow still abandons it exactly as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Generator
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 _INSTALLED = False
+log = logging.getLogger(__name__)
 
 
 def install() -> bool:
@@ -57,6 +59,8 @@ def install() -> bool:
     ProducerBuffer._send_pending = _send_pending
     ProducerBuffer.flush = flush
     _install_inline_drain_callback()
+    _log_offset_gaps()
+    _serialize_seek_with_drain()
     _INSTALLED = True
     return True
 
@@ -87,7 +91,12 @@ def _install_inline_drain_callback() -> None:
             except BaseException:
                 suspend.close()
                 raise
-            return await original_wait_first(self, _resumed(callback, yielded), suspend)
+            idle = _drain_idle(self)
+            idle.clear()  # a hand-over is in progress: perform_seek waits for its end
+            try:
+                return await original_wait_first(self, _resumed(callback, yielded), suspend)
+            finally:
+                idle.set()
         return await original_wait_first(self, *coros, timeout=timeout)
 
     Consumer.wait_first = wait_first
@@ -121,3 +130,84 @@ class _Resume:
                 value = coro.send(sent)
             except StopIteration as stop:
                 return stop.value
+
+
+def _log_offset_gaps() -> None:
+    """Faust treats offsets skipped between two fetched records as acknowledged; say so."""
+    from faust.transport.consumer import Consumer
+
+    original_add_gap = Consumer._add_gap
+
+    async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        log.warning(
+            "offset gap on %s[%s]: %s..%s counted as processed (committed %s)",
+            tp.topic, tp.partition, offset_from, offset_to, self._committed_offset.get(tp),
+        )
+        await original_add_gap(self, tp, offset_from, offset_to)
+
+    Consumer._add_gap = _add_gap
+
+
+def _drain_idle(consumer: Any) -> asyncio.Event:
+    idle = getattr(consumer, "_blotter_drain_idle", None)
+    if idle is None:
+        idle = consumer._blotter_drain_idle = asyncio.Event()
+        idle.set()
+    return idle
+
+
+def _serialize_seek_with_drain() -> None:
+    """Seeking to the committed offsets must not race the drain loop.
+
+    Faust's recovery resumes the flow and only then calls `perform_seek`, which awaits one
+    committed-offset request per partition and finally overwrites every read offset. The drain
+    loop keeps handing over records meanwhile; when the read offsets are reset under it, the
+    next record looks like it jumped ahead, Faust records the offsets in between as a gap that
+    counts as processed, and commits past records no agent ever saw (found by the reliability
+    harness: runs of consecutive inputs lost right after rebalances). Here the flow is stopped
+    for the seek and the seek waits until the drain loop's current hand-over is over, so the
+    reset read offsets and the client's positions agree; records handed over before the seek
+    are fetched again (agents are idempotent per object sequence and trade id).
+
+    The commit rule is corrected too: Faust commits the first run of acknowledged offsets when
+    it starts *one past* the committed offset, so the committed offset itself (the next record
+    to process) could be skipped.
+    """
+    from faust.transport.consumer import Consumer
+
+    original_new_offset = Consumer._new_offset
+
+    def _new_offset(self: Any, tp: Any) -> int | None:
+        if committed_offset_pending(
+            self._acked[tp], self._committed_offset[tp], self._gap.get(tp)
+        ):
+            return None
+        return original_new_offset(self, tp)
+
+    perform_seek = serialized_seek(Consumer.perform_seek)
+    Consumer.perform_seek = perform_seek
+    Consumer._new_offset = _new_offset
+
+
+def serialized_seek(original: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    """`perform_seek` with the flow stopped and the drain loop's hand-over finished."""
+
+    async def perform_seek(self: Any) -> None:
+        was_active = self.flow_active
+        generation = self.app.consumer_generation_id
+        if was_active:
+            self.stop_flow()  # also ends a hand-over waiting for room in an agent's buffer
+        await _drain_idle(self).wait()
+        await original(self)
+        if was_active and generation == self.app.consumer_generation_id:
+            self.resume_flow()
+
+    return perform_seek
+
+
+def committed_offset_pending(acked: list[int], committed: int | None, gaps: Any) -> bool:
+    """True when offsets after `committed` were processed but `committed` itself was not
+    (and is not a real gap in the partition): nothing may be committed yet."""
+    if not acked or committed is None or min(acked) <= committed:
+        return False
+    return not gaps or not gaps.overlaps_point(committed)

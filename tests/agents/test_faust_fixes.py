@@ -140,3 +140,76 @@ async def test_an_error_in_the_first_step_propagates() -> None:
 
     with pytest.raises(ValueError, match="bad message"):
         await hand_over(DrainingConsumer(), callback())
+
+
+
+# -- seeking and committing -------------------------------------------------------------------
+class SeekingConsumer(DrainingConsumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flow_active = True
+        self.app = SimpleNamespace(consumer_generation_id=1)
+        self.events: list[str] = []
+
+    def stop_flow(self) -> None:
+        self.flow_active = False
+        self.suspend_flow.set()
+        self.events.append("flow stopped")
+
+    def resume_flow(self) -> None:
+        self.flow_active = True
+        self.suspend_flow.clear()
+        self.events.append("flow resumed")
+
+
+async def slow_seek(consumer: SeekingConsumer) -> None:
+    consumer.events.append("seek started")
+    await asyncio.sleep(0.02)
+    consumer.events.append("seek done")
+
+
+async def test_the_seek_stops_the_flow_and_waits_for_a_hand_over_in_progress() -> None:
+    consumer = SeekingConsumer()
+    perform_seek = faust_fixes.serialized_seek(slow_seek)
+
+    async def callback() -> None:
+        try:
+            await asyncio.Event().wait()  # the agent's buffer is full
+        finally:
+            consumer.events.append("hand-over ended")
+
+    handing_over = asyncio.ensure_future(hand_over(consumer, callback()))
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(perform_seek(consumer), timeout=1)
+    await handing_over
+    assert consumer.events == [
+        "flow stopped", "hand-over ended", "seek started", "seek done", "flow resumed",
+    ]
+
+
+async def test_a_seek_while_the_flow_is_stopped_leaves_it_stopped() -> None:
+    consumer = SeekingConsumer()
+    consumer.flow_active = False
+    await faust_fixes.serialized_seek(slow_seek)(consumer)
+    assert consumer.events == ["seek started", "seek done"]
+
+
+async def test_a_rebalance_during_the_seek_keeps_the_flow_stopped() -> None:
+    consumer = SeekingConsumer()
+
+    async def seek_interrupted(c: SeekingConsumer) -> None:
+        c.app.consumer_generation_id += 1
+
+    await faust_fixes.serialized_seek(seek_interrupted)(consumer)
+    assert consumer.events == ["flow stopped"]
+
+
+def test_the_committed_offset_itself_must_be_processed_before_committing_further() -> None:
+    from intervaltree import IntervalTree
+
+    pending = faust_fixes.committed_offset_pending
+    assert pending([49, 50, 51], committed=48, gaps=IntervalTree())  # 48 never processed
+    assert not pending([48, 49], committed=48, gaps=IntervalTree())
+    assert not pending([50], committed=48, gaps=IntervalTree.from_tuples([(48, 50)]))
+    assert pending([1], committed=0, gaps=IntervalTree())  # offset 0 is not "no commit"
+    assert not pending([5], committed=None, gaps=IntervalTree())
