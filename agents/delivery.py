@@ -8,6 +8,10 @@ lost after a restart during a registry outage). Holding one extra reference on t
 the handler runs keeps that final ack from happening: the offset is not committed, and the
 message is redelivered after the restart. An unexpected error in a handler dead-letters the
 message (stage "apply") instead of crashing the agent or silently acknowledging it.
+
+A `TransientError` (registry or broker outage) is never the message's fault: the handler is run
+again, with backoff, until the dependency answers. Handlers therefore raise it only before their
+commit point (decoding, resolving the output schemas), where running again is a clean redo.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import faust
 from faust.types import EventT
@@ -22,6 +27,7 @@ from faust.types import EventT
 from app import metrics
 from app.errors import PoisonMessage
 from app.logs import bind_context, reset_context
+from app.retry import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,7 @@ async def process_events(
             agent=agent, topic=message.topic, partition=message.partition, offset=message.offset
         )
         try:
-            await handler(event)
+            await retry_transient(partial(handler, event), message.topic)
         except asyncio.CancelledError:
             raise  # interrupted: keep the reference, so the offset is never committed
         except Exception as exc:

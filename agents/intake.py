@@ -7,7 +7,6 @@ below make that accounting visible per topic.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,14 +17,14 @@ from faust.types import EventT
 from agents.routing import owner_partition
 from app import metrics
 from app.dlq import dlq_headers
-from app.errors import PoisonMessage, TransientError
+from app.errors import PoisonMessage
 from app.logs import bind_context
+from app.retry import retry_transient
 from app.serde import AvroSerde
 
 log = logging.getLogger(__name__)
 
 H_REKEYED_FROM = "rekeyed.from"
-MAX_TRANSIENT_BACKOFF_S = 5.0
 
 
 def raw_topic(app: faust.App, *names: str, partitions: int | None = None, **kw: Any) -> Any:
@@ -77,7 +76,9 @@ class Intake:
         if message.topic == self.topic:
             metrics.EVENTS_IN.labels(topic=origin).inc()
         try:
-            row = await self._decode(message.value)
+            row = await retry_transient(
+                lambda: self.serde.decode_async(message.value, self.record), self.topic
+            )
             # Correlation ids on every log line of this event (the task's context, reset by
             # agents.delivery when the event is done).
             bind_context(correlationId=row.get("correlationId"), causationId=row.get("causationId"))
@@ -99,17 +100,6 @@ class Intake:
                 metrics.EVENTS_REKEYED.labels(topic=origin).inc()
                 return None
         return key, row
-
-    async def _decode(self, value: bytes | None) -> dict[str, Any]:
-        delay = 0.1
-        while True:
-            try:
-                return await self.serde.decode_async(value, self.record)
-            except TransientError as exc:
-                metrics.TRANSIENT_ERRORS.labels(topic=self.topic).inc()
-                log.warning("transient error decoding from %s, retrying: %s", self.topic, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_TRANSIENT_BACKOFF_S)
 
     async def dead_letter(self, event: EventT, error: PoisonMessage) -> None:
         message = event.message

@@ -44,6 +44,7 @@ from app.domain.trades import InvalidTrade, TradeInput
 from app.errors import PoisonMessage, ValidationError
 from app.pricebook import PriceBook
 from app.producer import CANONICAL_TOPICS
+from app.retry import retry_transient
 from app.serde import AvroSerde
 from tables.common import bytes_table
 from tables.positions import PositionStore
@@ -104,6 +105,7 @@ class PositionEngine:
     prices: PriceBook
     provisional_since: dict[str, float] = field(default_factory=dict)
     coldpath_pending: int = 0
+    output_schemas_ready: bool = False
 
     def __post_init__(self) -> None:
         topics = self.settings.topics
@@ -116,8 +118,17 @@ class PositionEngine:
         )
 
     def encode(self, record: dict[str, Any], schema: str, topic_attr: str) -> bytes:
-        subject = f"{getattr(CANONICAL_TOPICS, topic_attr)}-value"
-        return self.serde.encode(record, schema, subject)
+        return self.serde.encode(record, schema, _output_subject(topic_attr))
+
+    async def ensure_output_schemas(self) -> None:
+        """Resolve every output subject before a handler changes state: once a position is
+        saved, its outputs must be encodable without asking the registry, or a registry outage
+        would fail the event after its commit point (and dead-letter an applied trade)."""
+        if not self.output_schemas_ready:
+            await retry_transient(
+                lambda: self.serde.resolve_subjects(OUTPUT_SUBJECTS), "positions-outputs"
+            )
+            self.output_schemas_ready = True
 
     async def publish_row(self, position: Position) -> None:
         """The Position row on the change feed. Its feed sequence combines the position's
@@ -130,7 +141,7 @@ class PositionEngine:
         )
         await self.changes.send(
             key=change_key("Position", position.position_key),
-            value=self.serde.encode(row, "Position", "position-value"),
+            value=self.serde.encode(row, "Position", POSITION_ROW_SUBJECT),
             headers=[(H_OBJECT_TYPE, b"Position"), (H_SEQUENCE, str(sequence).encode())],
         )
 
@@ -151,6 +162,7 @@ class PositionEngine:
 
     # -- hotpath --------------------------------------------------------------------------
     async def on_trade(self, event: EventT, intake: Intake) -> None:
+        await self.ensure_output_schemas()
         accepted = await intake.accept(event)
         if accepted is None:
             return
@@ -217,6 +229,7 @@ class PositionEngine:
 
     # -- coldpath -------------------------------------------------------------------------
     async def on_backdated(self, event: EventT, intake: Intake) -> None:
+        await self.ensure_output_schemas()
         accepted = await intake.accept(event)
         self.coldpath_pending -= 1
         if accepted is None:
@@ -274,6 +287,7 @@ class PositionEngine:
 
     # -- contract rules -------------------------------------------------------------------
     async def on_contract_rule(self, event: EventT, intake: Intake) -> None:
+        await self.ensure_output_schemas()
         accepted = await intake.accept(event)
         if accepted is None:
             return
@@ -309,6 +323,19 @@ class PositionEngine:
             self.store.save(updated)
         metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
         await self.publish_row(updated)
+
+
+POSITION_ROW_SUBJECT = "position-value"
+
+
+def _output_subject(topic_attr: str) -> str:
+    return f"{getattr(CANONICAL_TOPICS, topic_attr)}-value"
+
+
+OUTPUT_SUBJECTS = (
+    POSITION_ROW_SUBJECT,
+    *(_output_subject(t) for t in ("trade_applied", "provisional", "corrected")),
+)
 
 
 class _ApplyFailed(PoisonMessage):

@@ -10,11 +10,13 @@ prices is the market-price agent's job; here an undecodable or invalid price is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from decimal import Decimal
 
 from app.errors import BlotterError, TransientError
+from app.retry import retry_transient
 from app.serde import AvroSerde
 
 log = logging.getLogger(__name__)
@@ -89,24 +91,20 @@ async def follow_prices(
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
             for records in batch.values():
                 for record in records:
-                    await _apply_retrying(book, serde, record.value)
+                    await _apply_retrying(book, serde, topic, record.value)
     except asyncio.CancelledError:
         raise
     finally:
         await consumer.stop()
 
 
-async def _apply_retrying(book: PriceBook, serde: AvroSerde, value: bytes | None) -> None:
-    delay = 0.1
-    while True:
-        try:
-            if serde.needs_fetch(value):
-                await serde.fetch_schema(value)  # off the event loop
-            book.apply_message(serde, value)
-            return
-        except TransientError as exc:
-            log.warning("price book: %s; retrying in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        except BlotterError:
-            return  # poison price: the market-price agent dead-letters it
+async def _apply_retrying(
+    book: PriceBook, serde: AvroSerde, topic: str, value: bytes | None
+) -> None:
+    async def apply() -> None:
+        if serde.needs_fetch(value):
+            await serde.fetch_schema(value)  # off the event loop
+        book.apply_message(serde, value)
+
+    with contextlib.suppress(BlotterError):  # poison price: the market-price agent DLQs it
+        await retry_transient(apply, topic)

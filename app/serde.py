@@ -14,10 +14,11 @@ becomes `SchemaRegistryUnavailable`, which callers retry and never dead-letter.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -168,12 +169,17 @@ class AvroSerde:
     async def fetch_schema(self, data: bytes) -> None:
         """Resolve the writer schema of `data` on a worker thread, so a slow or failing registry
         never blocks the event loop; raises DecodeError (unknown id) or TransientError."""
-        import asyncio
-
         schema_id = self.schema_id(data)
         await asyncio.get_running_loop().run_in_executor(
             None, self._resolver.writer_schema, schema_id
         )
+
+    async def resolve_subjects(self, subjects: Iterable[str]) -> None:
+        """Look up the schema ids `encode` will frame with, on a worker thread, so encoding
+        later never calls the registry; raises TransientError while the registry is down."""
+        loop = asyncio.get_running_loop()
+        for subject in subjects:
+            await loop.run_in_executor(None, self._resolver.id_for_subject, subject)
 
     async def decode_async(self, data: bytes | None, record: str) -> dict[str, Any]:
         """`decode`, with any registry lookup done off the event loop."""

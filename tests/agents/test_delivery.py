@@ -88,3 +88,22 @@ async def test_a_failing_handler_dead_letters_and_goes_on() -> None:
     assert [offset for offset, _ in dead] == [0]
     assert isinstance(dead[0][1], HandlerFailed) and dead[0][1].stage == "apply"
     assert [e.message.refcount for e in stream.events_list] == [0, 0]
+
+
+async def test_a_transient_error_is_retried_never_dead_lettered() -> None:
+    from app.errors import SchemaRegistryUnavailable
+
+    stream = FakeStream(2)
+    attempts: list[int] = []
+
+    async def handler(event) -> None:
+        attempts.append(event.message.offset)
+        if attempts.count(0) < 3:
+            raise SchemaRegistryUnavailable("registry answered 503")
+
+    async def dead_letter(event, error) -> None:
+        raise AssertionError("an outage is not poison")
+
+    await asyncio.wait_for(process_events(stream, "a", handler, dead_letter), 10)
+    assert attempts == [0, 0, 0, 1]
+    assert [e.message.refcount for e in stream.events_list] == [0, 0]
