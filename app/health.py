@@ -10,11 +10,14 @@ recovering or rebalancing worker is not stalled (it has no assignment, or is not
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from app import metrics
+
+log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 
@@ -24,6 +27,7 @@ class PartitionProgress:
     read_offset: int | None = None
     lag: int = 0
     stalled_since: float | None = None
+    reported: bool = False  # the stall was logged with the fetch state
 
 
 @dataclass
@@ -75,9 +79,16 @@ class HealthMonitor:
             if read != progress.read_offset or lag == 0:
                 progress.read_offset = read
                 progress.stalled_since = None
+                progress.reported = False
                 metrics.mark_partition_fetched(tp.topic, tp.partition)
             elif progress.stalled_since is None:
                 progress.stalled_since = now
+            elif not progress.reported and now - progress.stalled_since > self.stall_after_s:
+                progress.reported = True
+                log.warning(
+                    "partition %s[%s] stalled: lag %s, read offset %s, fetch state %s",
+                    tp.topic, tp.partition, lag, read, fetch_state(consumer, tp),
+                )
         for key in set(self.partitions) - seen:
             del self.partitions[key]
             metrics.forget_partition(*key)
@@ -141,3 +152,33 @@ class HealthMonitor:
                 },
             },
         }
+
+
+def fetch_state(consumer: Any, tp: Any) -> dict[str, Any]:
+    """Where a partition's records are held up, for the stall warning: Faust's flow-control
+    sets (active, paused, buffer-full) and the client's fetch state (position, paused,
+    records fetched but not yet taken). Best effort: private attributes of Faust/aiokafka."""
+    state: dict[str, Any] = {
+        "flowActive": getattr(consumer, "flow_active", None),
+        "active": tp in (getattr(consumer, "_active_partitions", None) or ()),
+        "paused": tp in (getattr(consumer, "_paused_partitions", None) or ()),
+        "bufferFull": tp in (getattr(consumer, "_buffered_partitions", None) or ()),
+        "committed": getattr(consumer, "_committed_offset", {}).get(tp),
+    }
+    try:
+        from aiokafka.structs import TopicPartition
+
+        client = consumer._thread._ensure_consumer()
+        fetcher = client._fetcher
+        aiotp = TopicPartition(tp.topic, tp.partition)
+        tp_state = fetcher._subscriptions.subscription.assignment.state_value(aiotp)
+        state.update(
+            clientPosition=tp_state._position,
+            clientPaused=tp_state.paused,
+            clientHighwater=tp_state.highwater,
+            clientBuffered=aiotp in fetcher._records,
+            clientInFlight=sorted(fetcher._in_flight),
+        )
+    except Exception as exc:  # another transport, or the internals changed
+        state["client"] = f"unavailable: {type(exc).__name__}"
+    return state

@@ -82,3 +82,18 @@ def test_changelog_partitions_never_count_as_stalled() -> None:
         mon.sample(float(t))
     assert mon.stalled(200.0) == []
     assert mon.partitions == {}
+
+
+def test_a_stall_is_logged_once_with_the_flow_control_state(caplog) -> None:
+    mon, consumer = monitor()
+    consumer.hw = 5
+    consumer._read_offset[consumer.tp] = 3
+    consumer._active_partitions = set()  # e.g. left out of the fetch after a rebalance
+    consumer._paused_partitions = {consumer.tp}
+    with caplog.at_level("WARNING", logger="app.health"):
+        for t in (0.0, 1.0, 31.0, 32.0, 90.0):
+            mon.sample(t)
+    stalls = [r.getMessage() for r in caplog.records if "stalled" in r.getMessage()]
+    assert len(stalls) == 1
+    assert "orders[0] stalled: lag 1, read offset 3" in stalls[0]
+    assert "'active': False" in stalls[0] and "'paused': True" in stalls[0]
