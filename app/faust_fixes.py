@@ -61,6 +61,7 @@ def install() -> bool:
     _install_inline_drain_callback()
     _log_offset_gaps()
     _serialize_seek_with_drain()
+    _seek_every_partition_to_committed()
     _INSTALLED = True
     return True
 
@@ -203,6 +204,44 @@ def serialized_seek(original: Callable[[Any], Awaitable[None]]) -> Callable[[Any
             self.resume_flow()
 
     return perform_seek
+
+
+def _seek_every_partition_to_committed() -> None:
+    """`seek_to_committed` must move *every* partition back, including those with no commit.
+
+    aiokafka seeks only when the committed offset is truthy: a partition with nothing committed
+    yet (or committed 0) keeps its fetch position. Records fetched for it and then dropped by a
+    rebalance (Faust abandons what it fetched when the flow stops) are then never fetched again
+    (found by the reliability harness: the first record of a partition, here a poison message,
+    never reached its agent; the stall log showed client position 1, Faust read offset None).
+    Here such a partition is seeked to 0 or, with no commit at all, reset by the consumer's
+    `auto_offset_reset` rule, as a fresh consumer would start.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    async def seek_to_committed(self: Any, *partitions: Any) -> dict[Any, int | None]:
+        if not partitions:
+            partitions = tuple(self._subscription.assigned_partitions())
+        committed_offsets: dict[Any, int | None] = {}
+        for tp in partitions:
+            offset = await self.committed(tp)
+            committed_offsets[tp] = offset
+            if offset is not None and offset >= 0:
+                self._fetcher.seek_to(tp, offset)
+            else:
+                reset_to_start(self._fetcher, tp)
+        return committed_offsets
+
+    AIOKafkaConsumer.seek_to_committed = seek_to_committed
+
+
+def reset_to_start(fetcher: Any, tp: Any) -> None:
+    """Position `tp` where a consumer with no committed offset starts (`auto_offset_reset`)."""
+    from aiokafka.consumer.fetcher import OffsetResetStrategy
+
+    strategy = fetcher._default_reset_strategy
+    if strategy != OffsetResetStrategy.NONE:
+        fetcher.request_offset_reset([tp], strategy)  # fetched again once the reset is done
 
 
 def committed_offset_pending(acked: list[int], committed: int | None, gaps: Any) -> bool:
