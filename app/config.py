@@ -90,6 +90,7 @@ class Settings:
     log_level: str
     log_json: bool
     health_stall_seconds: int = 60
+    leave_group_on_shutdown: bool = True
     topics: Topics = field(default_factory=Topics)
 
     @property
@@ -253,5 +254,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=(_get(env, "LOG_LEVEL") or "INFO").upper(),
         log_json=env_flag(env, "LOG_JSON", True),
         health_stall_seconds=env_int(env, "HEALTH_STALL_SECONDS", 60, 5, 86_400),
+        leave_group_on_shutdown=env_flag(env, "LEAVE_GROUP_ON_SHUTDOWN", True),
         topics=_topics(env),
     )

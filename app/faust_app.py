@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 
-from app import embedded, faust_fixes, logs, metrics
+from app import embedded, faust_fixes, logs, membership, metrics
 from app.broker import EmbeddedBroker, create_topics, port_open
 from app.config import Settings
 from tables import guard
@@ -140,6 +140,8 @@ class BlotterApp(faust.App):
 def create_app(settings: Settings) -> BlotterApp:
     """A configured, not yet started, app (agents and views are registered by the caller)."""
     faust_fixes.install()
+    if settings.leave_group_on_shutdown:
+        membership.install_leave_group_on_shutdown()
     if settings.embedded_broker:
         embedded.install_idle_fetch_backoff()
     app = BlotterApp(
