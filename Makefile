@@ -41,9 +41,10 @@ bench: $(STAMP) .venv-quix/bin/python
 	$(PY) -m bench.bench_lots
 	$(PY) -m bench.broker_lifecycle
 
-# The long fault-injection run; figures are written to docs/reliability.md.
+# Fault injection: the short run (also part of `make test`) and the long run, whose figures
+# are written to docs/reliability.md.
 chaos-short: $(STAMP)
-	$(PY) -m pytest -q -m chaos tests/reliability
+	$(PY) -m pytest -q tests/reliability/test_chaos_short.py
 
 chaos: $(STAMP)
 	$(PY) -m tests.reliability.chaos --long --record docs/reliability.md

@@ -15,10 +15,7 @@ from app.broker import EmbeddedBroker
 from tests.reliability.chaos import KILL9_RESUME_TARGET_S, SHORT, ChaosResult, run_chaos
 from tests.reliability.faults import RESUME_TIMEOUT_S
 
-# Not part of `make test` while the open data-loss finding stands (docs/reliability.md): it
-# fails nondeterministically, and a red suite would hide every other regression. Run it with
-# `make chaos-short`.
-pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(720)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(720)]
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +67,7 @@ def test_dead_letters_are_exactly_the_injected_poison(chaos: ChaosResult) -> Non
 
 @pytest.mark.parametrize(
     "kind",
-    [  # scale-down is in the long run only: docs/reliability.md, open finding 1
-        "kill-9",
-        "sigterm",
-        "scale-up",
-        "wipe-rocksdb",
-        "registry-outage",
-    ],
+    ["kill-9", "sigterm", "scale-up", "scale-down", "wipe-rocksdb", "registry-outage"],
 )
 def test_every_partition_fetches_again_after_the_fault(chaos: ChaosResult, kind: str) -> None:
     of_kind = [f for f in chaos.faults if f.kind == kind]
