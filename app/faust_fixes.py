@@ -223,25 +223,34 @@ def _seek_every_partition_to_committed() -> None:
         if not partitions:
             partitions = tuple(self._subscription.assigned_partitions())
         committed_offsets: dict[Any, int | None] = {}
+        uncommitted = []
         for tp in partitions:
             offset = await self.committed(tp)
             committed_offsets[tp] = offset
             if offset is not None and offset >= 0:
                 self._fetcher.seek_to(tp, offset)
             else:
-                reset_to_start(self._fetcher, tp)
+                uncommitted.append(tp)
+        if uncommitted:
+            for tp, offset in (await start_offsets(self, uncommitted)).items():
+                self._fetcher.seek_to(tp, offset)
         return committed_offsets
 
     AIOKafkaConsumer.seek_to_committed = seek_to_committed
 
 
-def reset_to_start(fetcher: Any, tp: Any) -> None:
-    """Position `tp` where a consumer with no committed offset starts (`auto_offset_reset`)."""
+async def start_offsets(consumer: Any, tps: list[Any]) -> dict[Any, int]:
+    """Where a consumer with no committed offset starts (`auto_offset_reset`), looked up
+    rather than left to a pending reset: Faust's livelock check reads every partition's
+    position and crashes the consumer on one that is awaiting a reset."""
     from aiokafka.consumer.fetcher import OffsetResetStrategy
 
-    strategy = fetcher._default_reset_strategy
-    if strategy != OffsetResetStrategy.NONE:
-        fetcher.request_offset_reset([tp], strategy)  # fetched again once the reset is done
+    strategy = consumer._fetcher._default_reset_strategy
+    if strategy == OffsetResetStrategy.EARLIEST:
+        return dict(await consumer.beginning_offsets(tps))
+    if strategy == OffsetResetStrategy.LATEST:
+        return dict(await consumer.end_offsets(tps))
+    return {}
 
 
 def committed_offset_pending(acked: list[int], committed: int | None, gaps: Any) -> bool:
