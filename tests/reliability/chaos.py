@@ -345,7 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(run_chaos(plan, run_dir, log=lambda s: print(s, flush=True)))
     print(result.figures_text(), flush=True)
     if args.record:
-        command = "python -m tests.reliability.chaos " + " ".join(argv or sys.argv[1:])
+        given = list(argv or sys.argv[1:])
+        if "--run-dir" in given:  # a local path: not part of the recorded command
+            at = given.index("--run-dir")
+            del given[at : at + 2]
+        command = "python -m tests.reliability.chaos " + " ".join(given)
         record(result, args.record, command.strip())
     return 0 if not result.failures() else 1
 
