@@ -120,13 +120,13 @@ class PositionEngine:
     def encode(self, record: dict[str, Any], schema: str, topic_attr: str) -> bytes:
         return self.serde.encode(record, schema, _output_subject(topic_attr))
 
-    async def ensure_output_schemas(self) -> None:
+    async def ensure_output_schemas(self, topic: str) -> None:
         """Resolve every output subject before a handler changes state: once a position is
         saved, its outputs must be encodable without asking the registry, or a registry outage
         would fail the event after its commit point (and dead-letter an applied trade)."""
         if not self.output_schemas_ready:
             await retry_transient(
-                lambda: self.serde.resolve_subjects(OUTPUT_SUBJECTS), "positions-outputs"
+                lambda: self.serde.resolve_subjects(OUTPUT_SUBJECTS), topic
             )
             self.output_schemas_ready = True
 
@@ -162,7 +162,7 @@ class PositionEngine:
 
     # -- hotpath --------------------------------------------------------------------------
     async def on_trade(self, event: EventT, intake: Intake) -> None:
-        await self.ensure_output_schemas()
+        await self.ensure_output_schemas(intake.topic)
         accepted = await intake.accept(event)
         if accepted is None:
             return
@@ -229,7 +229,7 @@ class PositionEngine:
 
     # -- coldpath -------------------------------------------------------------------------
     async def on_backdated(self, event: EventT, intake: Intake) -> None:
-        await self.ensure_output_schemas()
+        await self.ensure_output_schemas(intake.topic)
         accepted = await intake.accept(event)
         self.coldpath_pending -= 1
         if accepted is None:
@@ -287,7 +287,7 @@ class PositionEngine:
 
     # -- contract rules -------------------------------------------------------------------
     async def on_contract_rule(self, event: EventT, intake: Intake) -> None:
-        await self.ensure_output_schemas()
+        await self.ensure_output_schemas(intake.topic)
         accepted = await intake.accept(event)
         if accepted is None:
             return

@@ -214,8 +214,8 @@ def _seek_every_partition_to_committed() -> None:
     rebalance (Faust abandons what it fetched when the flow stops) are then never fetched again
     (found by the reliability harness: the first record of a partition, here a poison message,
     never reached its agent; the stall log showed client position 1, Faust read offset None).
-    Here such a partition is seeked to 0 or, with no commit at all, reset by the consumer's
-    `auto_offset_reset` rule, as a fresh consumer would start.
+    Here a partition committed at 0 is seeked to 0, and one with no commit at all to the
+    start offset its `auto_offset_reset` rule gives, where a fresh consumer would start.
     """
     from aiokafka import AIOKafkaConsumer
 

@@ -13,6 +13,7 @@ from agents.positions import OUTPUT_SUBJECTS, PositionEngine
 from app.config import load_settings
 from app.pricebook import PriceBook
 from app.serde import AvroSerde, RegistryResolver
+from tests.conftest import await_condition
 
 
 class RecordingIntake:
@@ -44,12 +45,6 @@ def subject_route(subject: str, schema_id: int) -> tuple[str, tuple[int, dict]]:
     return f"/subjects/{subject}/versions/latest", (200, body)
 
 
-async def wait_for(condition, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 async def test_no_state_is_touched_until_every_output_subject_resolves(http_stub) -> None:
     routes = CountingRoutes()
     for subject in OUTPUT_SUBJECTS:
@@ -62,7 +57,7 @@ async def test_no_state_is_touched_until_every_output_subject_resolves(http_stub
     intake = RecordingIntake()
 
     handling = asyncio.create_task(engine.on_trade(SimpleNamespace(), intake))
-    await wait_for(lambda: routes.lookups >= 3)
+    await await_condition(lambda: routes.lookups >= 3, 10, "three failed subject lookups")
     assert intake.accepted == 0 and not handling.done()
 
     for index, subject in enumerate(OUTPUT_SUBJECTS):
