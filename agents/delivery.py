@@ -9,6 +9,10 @@ the handler runs keeps that final ack from happening: the offset is not committe
 message is redelivered after the restart. An unexpected error in a handler dead-letters the
 message (stage "apply") instead of crashing the agent or silently acknowledging it.
 
+The handler runs under an ownership claim on the event's partition (`app.ownership`): when the
+partition is revoked before or while it runs, it writes nothing and the message stays
+unacknowledged, exactly like an interruption; the partition's new owner processes it.
+
 A `TransientError` (registry or broker outage) is never the message's fault: the handler is run
 again, with backoff, until the dependency answers. Handlers therefore raise it only before their
 commit point (decoding, resolving the output schemas), where running again is a clean redo.
@@ -24,8 +28,8 @@ from functools import partial
 import faust
 from faust.types import EventT
 
-from app import metrics
-from app.errors import PoisonMessage
+from app import metrics, ownership
+from app.errors import PartitionRevoked, PoisonMessage
 from app.logs import bind_context, reset_context
 from app.retry import retry_transient
 
@@ -43,6 +47,7 @@ async def process_events(
     stream: faust.StreamT, agent: str, handler: Handler, dead_letter: DeadLetter
 ) -> None:
     """Run `handler` for every event of `stream` with the delivery rules above."""
+    app = stream.app
     async for event in stream.events():
         message = event.message
         message.incref()  # released only when the handler completed (or dead-lettered)
@@ -50,9 +55,18 @@ async def process_events(
             agent=agent, topic=message.topic, partition=message.partition, offset=message.offset
         )
         try:
-            await retry_transient(partial(handler, event), message.topic)
+            claim = ownership.claim(app, message.tp)
+            try:
+                await retry_transient(partial(handler, event), message.topic)
+            finally:
+                ownership.release(claim)
         except asyncio.CancelledError:
             raise  # interrupted: keep the reference, so the offset is never committed
+        except PartitionRevoked as exc:
+            metrics.EVENTS_ABANDONED.labels(topic=message.topic).inc()
+            log.info("left %s[%s]@%s to its new owner: %s", message.topic, message.partition,
+                     message.offset, exc)
+            continue  # keep the reference: this worker must not commit it
         except Exception as exc:
             metrics.AGENT_ERRORS.labels(agent=agent).inc()
             log.exception("%s failed on %s[%s]@%s", agent, message.topic, message.partition,

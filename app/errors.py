@@ -50,3 +50,8 @@ class TransientError(BlotterError):
 
 class SchemaRegistryUnavailable(TransientError):
     """The schema registry did not answer; the message is retried, not dead-lettered."""
+
+
+class PartitionRevoked(BlotterError):
+    """The partition of the event being handled was revoked while the handler ran: it must not
+    write state, and its message stays unacknowledged for the partition's new owner."""

@@ -71,9 +71,4 @@ async def _follow_prices() -> None:
 async def _monitor_health() -> None:
     await monitor.run()
 
-
-@app.on_partitions_revoked.connect
-async def _on_revoked(app_: object, revoked: object, **kwargs: object) -> None:
-    positions.store.clear_cache()  # another worker may change these positions now
-
 from app import cli  # noqa: E402,F401  (registers `simulate` and other commands)

@@ -122,6 +122,13 @@ TRANSIENT_ERRORS = Counter(
     ["topic"],
     registry=REGISTRY,
 )
+EVENTS_ABANDONED = Counter(
+    "blotter_events_abandoned",
+    "Events left unacknowledged for the new owner because their partition was revoked while "
+    "they were handled (nothing was written).",
+    ["topic"],
+    registry=REGISTRY,
+)
 
 # -- positions ------------------------------------------------------------------------------------
 TRADES_DUPLICATE = Counter(

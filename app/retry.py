@@ -2,7 +2,8 @@
 
 A schema-registry or broker outage is not the message's fault, so it must never dead-letter
 it; the caller retries the whole operation with capped exponential backoff until it succeeds
-(or the task is cancelled, e.g. at shutdown, which leaves the message unacknowledged).
+(or the task is cancelled, e.g. at shutdown, which leaves the message unacknowledged). A
+handler whose partition was revoked meanwhile stops waiting: the new owner has the message.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from app import metrics
+from app import metrics, ownership
 from app.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -38,4 +39,5 @@ async def retry_transient(
             metrics.TRANSIENT_ERRORS.labels(topic=topic).inc()
             log.warning("transient error on %s, retrying in %.1f s: %s", topic, delay, exc)
             await asyncio.sleep(delay)
+            ownership.ensure_owned()
             delay = min(delay * 2, max_delay_s)

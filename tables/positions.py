@@ -10,8 +10,11 @@
 Writes are ordered history first, position last: if a crash loses the position write, the
 redelivered trade is applied again at the same version and overwrites the same history key.
 
-A bounded in-memory cache of decoded positions saves decoding 1,000 lots per trade; it is
-cleared whenever partitions are revoked, since another worker may then change them.
+A bounded in-memory cache of decoded positions saves decoding 1,000 lots per trade. It is valid
+for one ownership epoch only (`app.ownership`): after any rebalance another worker may have
+changed the positions, so the first read in a new epoch starts from an empty cache. A handler
+whose partition was revoked gets `PartitionRevoked` on its first read, before it can load (and
+mutate) a position into the cache.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Iterator
 import faust
 import orjson
 
+from app import ownership
 from app.domain.lot_methods import LotMethodSchedule
 from app.domain.positions import Position
 from app.domain.replay import HistoryEvent
@@ -55,14 +59,21 @@ class PositionStore:
             partitions,
             "backdated trade ids applied provisionally and not yet replayed, per position",
         )
+        self.app = app
         self.default_lot_method = default_lot_method
         self._cache: OrderedDict[str, Position] = OrderedDict()
+        self._cache_epoch = ownership.epoch(app)
 
-    def clear_cache(self) -> None:
-        self._cache.clear()
+    def _current_cache(self) -> OrderedDict[str, Position]:
+        now = ownership.epoch(self.app)
+        if now != self._cache_epoch:
+            self._cache.clear()
+            self._cache_epoch = now
+        return self._cache
 
     def get(self, position_key: str) -> Position | None:
-        cached = self._cache.get(position_key)
+        ownership.ensure_owned()
+        cached = self._current_cache().get(position_key)
         if cached is not None:
             self._cache.move_to_end(position_key)
             return cached
@@ -85,17 +96,18 @@ class PositionStore:
         self._remember(position)
 
     def cached(self) -> list[Position]:
-        """Positions decoded on this worker (all owned: the cache is cleared on revocation)."""
-        return list(self._cache.values())
+        """Positions decoded on this worker in the current epoch (so all owned)."""
+        return list(self._current_cache().values())
 
     def forget(self, position_key: str) -> None:
         self._cache.pop(position_key, None)
 
     def _remember(self, position: Position) -> None:
-        self._cache[position.position_key] = position
-        self._cache.move_to_end(position.position_key)
-        if len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+        cache = self._current_cache()
+        cache[position.position_key] = position
+        cache.move_to_end(position.position_key)
+        if len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
 
     def pending_trades(self, position_key: str) -> list[str]:
         raw = self.pending.get(position_key.encode())

@@ -10,9 +10,34 @@ import pytest
 from agents.delivery import HandlerFailed, process_events
 
 
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.assigned = {("t", 0)}
+
+    def assignment(self) -> set[tuple[str, int]]:
+        return set(self.assigned)
+
+
+class FakeApp:
+    """The rebalance state Faust keeps on the app, driven by hand."""
+
+    def __init__(self) -> None:
+        self.rebalancing, self.rebalancing_count, self.consumer_generation_id = False, 0, 1
+        self.consumer = FakeConsumer()
+
+    def revoke(self, *partitions: tuple[str, int]) -> None:
+        """What Faust does the moment a rebalance starts, then once the new assignment is in."""
+        self.rebalancing = True
+        self.rebalancing_count += 1
+        self.consumer.assigned -= set(partitions)
+        self.consumer_generation_id += 1
+        self.rebalancing = False
+
+
 class FakeMessage:
     def __init__(self, offset: int) -> None:
         self.topic, self.partition, self.offset = "t", 0, offset
+        self.tp = (self.topic, self.partition)
         self.refcount = 1  # the stream's own reference, released by Faust's ack
 
     def incref(self) -> None:
@@ -24,6 +49,7 @@ class FakeMessage:
 
 class FakeStream:
     def __init__(self, n: int) -> None:
+        self.app = FakeApp()
         self.events_list = [SimpleNamespace(message=FakeMessage(i)) for i in range(n)]
 
     def events(self):
@@ -107,3 +133,69 @@ async def test_a_transient_error_is_retried_never_dead_lettered() -> None:
     await asyncio.wait_for(process_events(stream, "a", handler, dead_letter), 10)
     assert attempts == [0, 0, 0, 1]
     assert [e.message.refcount for e in stream.events_list] == [0, 0]
+
+
+async def test_a_handler_whose_partition_is_revoked_meanwhile_writes_nothing() -> None:
+    from app.ownership import ensure_owned
+
+    stream = FakeStream(2)
+    written: list[int] = []
+    waiting = asyncio.Event()
+    resume = asyncio.Event()
+
+    async def handler(event) -> None:
+        if event.message.offset == 0:
+            waiting.set()
+            await resume.wait()  # e.g. waiting out a registry outage
+        ensure_owned()  # what every table write does first
+        written.append(event.message.offset)
+
+    async def dead_letter(event, error) -> None:
+        raise AssertionError("a revoked partition is not poison")
+
+    task = asyncio.create_task(process_events(stream, "a", handler, dead_letter))
+    await asyncio.wait_for(waiting.wait(), 5)
+    stream.app.revoke(("t", 0))  # the partition moves to another worker
+    resume.set()
+    await asyncio.wait_for(task, 5)
+    assert written == [], "neither the in-flight event nor the next one may write"
+    assert [e.message.refcount for e in stream.events_list] == [1, 1], "nothing acknowledged"
+
+
+async def test_a_handler_still_owning_its_partition_after_a_rebalance_is_not_stopped() -> None:
+    stream = FakeStream(1)
+    written: list[int] = []
+
+    async def handler(event) -> None:
+        from app.ownership import ensure_owned
+
+        ensure_owned()
+        written.append(event.message.offset)
+
+    async def dead_letter(event, error) -> None:
+        raise AssertionError("nothing to dead-letter")
+
+    stream.app.revoke()  # a rebalance that left ("t", 0) here, before the event started
+    await process_events(stream, "a", handler, dead_letter)
+    assert written == [0]
+    assert stream.events_list[0].message.refcount == 0
+
+
+async def test_waiting_out_an_outage_stops_once_the_partition_is_revoked() -> None:
+    from app.errors import SchemaRegistryUnavailable
+
+    stream = FakeStream(1)
+    attempts: list[int] = []
+
+    async def handler(event) -> None:
+        attempts.append(event.message.offset)
+        if len(attempts) == 2:
+            stream.app.revoke(("t", 0))
+        raise SchemaRegistryUnavailable("registry answered 503")
+
+    async def dead_letter(event, error) -> None:
+        raise AssertionError("an outage is not poison")
+
+    await asyncio.wait_for(process_events(stream, "a", handler, dead_letter), 10)
+    assert attempts == [0, 0], "no attempt after the partition left"
+    assert stream.events_list[0].message.refcount == 1

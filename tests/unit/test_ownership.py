@@ -1,0 +1,35 @@
+"""The ownership fence: a claim needs the partition assigned and no rebalance in progress."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import ownership
+from app.errors import PartitionRevoked
+from tests.agents.test_delivery import FakeApp
+
+
+def test_no_claim_is_granted_while_a_rebalance_is_in_progress() -> None:
+    app = FakeApp()
+    app.rebalancing = True
+    with pytest.raises(PartitionRevoked):
+        ownership.claim(app, ("t", 0))
+
+
+def test_no_claim_is_granted_for_a_partition_assigned_elsewhere() -> None:
+    app = FakeApp()
+    with pytest.raises(PartitionRevoked):
+        ownership.claim(app, ("t", 1))
+
+
+def test_a_new_assignment_alone_ends_a_claim() -> None:
+    app = FakeApp()
+    token = ownership.claim(app, ("t", 0))
+    try:
+        ownership.ensure_owned()
+        app.consumer_generation_id += 1  # assigned anew, whatever the revocation count says
+        with pytest.raises(PartitionRevoked):
+            ownership.ensure_owned()
+    finally:
+        ownership.release(token)
+    ownership.ensure_owned()  # outside any claim: not fenced
