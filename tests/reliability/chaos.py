@@ -30,10 +30,11 @@ from app.broker import EmbeddedBroker, free_port
 from app.producer import OmsProducer
 from app.serde import build_serde
 from tests.reliability import faults
+from tests.reliability.blotter_faults import blotter_clients
 from tests.reliability.cluster import Fleet
-from tests.reliability.reference import CatalogDecoder
+from tests.reliability.reference import CatalogDecoder, Expected
 from tests.reliability.registry_standin import RegistryStandIn
-from tests.reliability.verifier import Report, verify
+from tests.reliability.verifier import Report, expected_state, verify
 from tests.reliability.workload import ChaosStream
 
 KILL9_RESUME_TARGET_S = 15.0
@@ -86,17 +87,17 @@ LONG = ChaosPlan(
 
 
 class BackgroundFault(Protocol):
-    """A fault that runs for the whole stream beside the others and checks itself at quiet.
-
-    HOOK for the blotter WebSocket faults of the issue's item 2f (a client stalled with no
-    credits, another reconnecting in a loop, views equal to the expected sets at quiet): they
-    are built with the blotter stream and passed as `background` to `run_chaos`."""
+    """A fault that runs for the whole stream beside the others and checks itself at quiet
+    against the reference model's expected state (the blotter clients of
+    `blotter_faults.py`)."""
 
     async def start(self, fleet: Fleet) -> None: ...
 
     async def stop(self) -> None: ...
 
-    async def problems(self, fleet: Fleet) -> list[str]: ...
+    async def problems(self, fleet: Fleet, expected: Expected) -> list[str]: ...
+
+    def summary(self) -> str: ...
 
 
 @dataclass
@@ -108,12 +109,16 @@ class ChaosResult:
     duration_s: float
     quiet: bool
     problems: list[str] = field(default_factory=list)
+    background: list[tuple[str, list[str]]] = field(default_factory=list)  # summary, problems
+
+    def background_problems(self) -> list[str]:
+        return [problem for _, problems in self.background for problem in problems]
 
     def kill9_resume(self) -> list[float]:
         return [f.resume_s for f in self.faults if f.kind == "kill-9" and f.resume_s is not None]
 
     def failures(self) -> list[str]:
-        failed = list(self.problems)
+        failed = list(self.problems) + self.background_problems()
         failed += [
             f"fault {f.kind} w{f.worker} at {f.at_s:.0f}s: {'; '.join(f.problems)}"
             for f in self.faults
@@ -151,6 +156,7 @@ class ChaosResult:
                 f"SIGTERM -> exit: max {max(stops):.1f}s (grace {faults.SIGTERM_GRACE_S:.0f}s)"
             )
         lines += ["faults:", *("  " + f.line() for f in self.faults)]
+        lines += ["background:", *("  " + summary for summary, _ in self.background)]
         failures = self.failures()
         lines.append("RESULT: " + ("PASS" if not failures else f"FAIL ({len(failures)})"))
         lines += ["  - " + f[:1500] for f in failures]
@@ -205,10 +211,14 @@ async def run_chaos(
     background: list[BackgroundFault] | None = None,
     log: Callable[[str], None] = print,
 ) -> ChaosResult:
-    """Run one plan end to end and verify. Never raises for a failed check: read `failures()`."""
+    """Run one plan end to end and verify. Never raises for a failed check: read `failures()`.
+    Without `background`, the blotter clients of `blotter_faults.py` run beside the faults."""
     started = time.monotonic()
     deadline = started + plan.max_duration_s
     rng = random.Random(plan.seed)
+    if background is None:
+        background = list(blotter_clients(random.Random(plan.seed + 1)))
+    checked: list[tuple[str, list[str]]] = []
     broker = None
     if broker_port is None:
         broker_port = free_port()
@@ -243,7 +253,7 @@ async def run_chaos(
         if not first.ok:
             problems += first.problems
             return ChaosResult(plan, None, results, 0, time.monotonic() - started, False, problems)
-        for extra in background or []:
+        for extra in background:
             await extra.start(fleet)
         kinds = faults.schedule(
             rng,
@@ -285,27 +295,36 @@ async def run_chaos(
         quiet, probe = await asyncio.to_thread(fleet.wait_quiet, plan.quiet_timeout_s)
         if not quiet:
             problems.append(f"not quiet after {plan.quiet_timeout_s:.0f} s: {probe.summary()}")
-        for extra in background or []:
+        decoder = CatalogDecoder(registry.catalog)
+        expected = await asyncio.wait_for(
+            expected_state(fleet.settings.bootstrap_servers, fleet.settings.topics, decoder),
+            timeout=VERIFY_TIMEOUT_S,
+        )
+        for extra in background:
             await extra.stop()
-            problems += await extra.problems(fleet)
+            found = await extra.problems(fleet, expected)
+            checked.append((extra.summary(), found))
         report = await asyncio.wait_for(
             verify(
                 fleet.settings.bootstrap_servers,
                 fleet.settings.topics,
                 [w.url for w in fleet.live()],
-                CatalogDecoder(registry.catalog),
+                decoder,
+                expected=expected,
             ),
             timeout=VERIFY_TIMEOUT_S,
         )
     except TimeoutError:
         problems.append(f"time bound of {plan.max_duration_s:.0f} s reached")
     finally:
+        for extra in background:
+            await extra.stop()  # idempotent: a run cut short leaves no client running
         await asyncio.to_thread(fleet.stop_all)
         registry.stop()
         if broker is not None:
             broker.stop()
     return ChaosResult(
-        plan, report, results, produced[0], time.monotonic() - started, quiet, problems
+        plan, report, results, produced[0], time.monotonic() - started, quiet, problems, checked
     )
 
 

@@ -81,3 +81,9 @@ def test_kill9_resume_time_within_target(chaos: ChaosResult) -> None:
     resumes = chaos.kill9_resume()
     assert len(resumes) == SHORT.kills, _figures(chaos)
     assert max(resumes) <= KILL9_RESUME_TARGET_S, _figures(chaos)
+
+
+def test_blotter_clients_under_the_faults_see_the_expected_sets(chaos: ChaosResult) -> None:
+    """A client stalled without credits and one reconnecting in a loop, all run long."""
+    assert len(chaos.background) == 2, _figures(chaos)
+    assert chaos.background_problems() == [], _figures(chaos)

@@ -461,19 +461,26 @@ def _check_dlq(expected: Expected, observed: Observed, report: Report) -> None:
 
 
 # -- the whole check --------------------------------------------------------------------------
+async def expected_state(bootstrap: str, topics: Topics, decoder: CatalogDecoder) -> Expected:
+    """The reference model's state, rebuilt from every input topic."""
+    from tests.reliability.reference import build_expected
+
+    attr_of = {getattr(topics, name): name for name in Topics.__dataclass_fields__}
+    inputs = await read_topics(bootstrap, list(topics.inputs()))
+    return build_expected(inputs, attr_of, decoder)
+
+
 async def verify(
     bootstrap: str,
     topics: Topics,
     worker_urls: Sequence[str],
     decoder: CatalogDecoder,
     default_method: str = "FIFO",
+    expected: Expected | None = None,
 ) -> Report:
-    """Rebuild, observe, compare. The system must be quiet."""
-    from tests.reliability.reference import build_expected
-
-    attr_of = {getattr(topics, name): name for name in Topics.__dataclass_fields__}
-    inputs = await read_topics(bootstrap, list(topics.inputs()))
-    expected = build_expected(inputs, attr_of, decoder)
+    """Rebuild (unless given), observe, compare. The system must be quiet."""
+    if expected is None:
+        expected = await expected_state(bootstrap, topics, decoder)
     observed = await observe_rest(expected, worker_urls)
     outputs = [
         topics.trade_applied,
