@@ -83,6 +83,7 @@ async def snapshot_or_close(view: View, timeout_s: float) -> bool:
     )
     for task in pending:
         task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
     return bool(done)
 
 
