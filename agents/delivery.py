@@ -55,11 +55,8 @@ async def process_events(
             agent=agent, topic=message.topic, partition=message.partition, offset=message.offset
         )
         try:
-            claim = ownership.claim(app, message.tp)
-            try:
+            with ownership.claimed(app, message.tp):
                 await retry_transient(partial(handler, event), message.topic)
-            finally:
-                ownership.release(claim)
         except asyncio.CancelledError:
             raise  # interrupted: keep the reference, so the offset is never committed
         except PartitionRevoked as exc:

@@ -19,7 +19,9 @@ stays unacknowledged and the partition's owner processes it.
 
 from __future__ import annotations
 
-from contextvars import ContextVar, Token
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from app.errors import PartitionRevoked
@@ -53,18 +55,22 @@ def owned_partitions(app: RebalanceState) -> frozenset[Any]:
     return cached[1]
 
 
-def claim(app: RebalanceState, tp: Any) -> Token[tuple[RebalanceState, Epoch] | None]:
-    """Claim `tp` for the handler about to run in this context; PartitionRevoked if this
-    worker does not own it now."""
-    if app.rebalancing:
-        raise PartitionRevoked(f"{tp}: a rebalance is in progress")
-    if tp not in owned_partitions(app):
-        raise PartitionRevoked(f"{tp} is not assigned to this worker")
-    return _claim.set((app, epoch(app)))
+def owns(app: RebalanceState, tp: Any) -> bool:
+    """True when `tp` is assigned to this worker and no rebalance is in progress."""
+    return not app.rebalancing and tp in owned_partitions(app)
 
 
-def release(token: Token[tuple[RebalanceState, Epoch] | None]) -> None:
-    _claim.reset(token)
+@contextmanager
+def claimed(app: RebalanceState, tp: Any) -> Iterator[None]:
+    """Run the block under a claim on `tp`; PartitionRevoked at once if this worker does not
+    own it now."""
+    if not owns(app, tp):
+        raise PartitionRevoked(f"{tp} is not this worker's now (reassigned or rebalancing)")
+    token = _claim.set((app, epoch(app)))
+    try:
+        yield
+    finally:
+        _claim.reset(token)
 
 
 def ensure_owned() -> None:

@@ -28,10 +28,8 @@ class FencedTable(faust.Table):
         super().on_key_del(key)
 
     def _on_changelog_sent(self, fut: Any) -> None:
-        app = self.app
-        if app.rebalancing or fut.result().topic_partition not in ownership.owned_partitions(app):
-            return
-        super()._on_changelog_sent(fut)
+        if ownership.owns(self.app, fut.result().topic_partition):
+            super()._on_changelog_sent(fut)
 
 
 def bytes_table(app: faust.App, name: str, partitions: int, help: str) -> faust.Table:

@@ -27,13 +27,10 @@ def app() -> faust.App:
 def test_a_write_after_the_partition_was_revoked_raises_before_touching_anything(app) -> None:
     table = bytes_table(app, "fenced", 4, "test table")
     owner = FakeApp()
-    token = ownership.claim(owner, ("t", 0))
-    try:
+    with ownership.claimed(owner, ("t", 0)):
         owner.revoke(("t", 0))
         with pytest.raises(PartitionRevoked):
             table[b"k"] = b"v"
-    finally:
-        ownership.release(token)
     assert b"k" not in table.data
 
 

@@ -135,6 +135,7 @@ class StalledClient(_Background):
         self.view: View | None = None
         self.connections = 0
         self.held_back = 0  # stalled sessions in which the server really had more to send
+        self.rows = 0
 
     async def _run(self, fleet: Fleet) -> None:
         while not self.stopping.is_set():
@@ -150,14 +151,18 @@ class StalledClient(_Background):
                 )
             await asyncio.sleep(0.5)
 
+    def _note_held_back(self, view: View) -> None:
+        """Every credit used up: the server had more rows for this view and held them back."""
+        if view.received == view.granted:
+            self.held_back += 1
+
     def _view_closed(self) -> bool:
         return self.view is not None and self.view.closed.is_set()
 
     async def _end_session(self) -> None:
         if self.view is not None:
             self.problems_seen += view_problems(f"stalled session {self.connections}", self.view)
-            if self.view.received == self.view.granted:
-                self.held_back += 1
+            self._note_held_back(self.view)
         if self.client is not None:
             await self.client.close()
         self.client, self.view = None, None
@@ -166,8 +171,7 @@ class StalledClient(_Background):
         want = expected_sequences(expected, self.object_type)
         if self.client is not None and not self.client.closed and not self._view_closed():
             assert self.view is not None
-            if self.view.received == self.view.granted:
-                self.held_back += 1
+            self._note_held_back(self.view)
             await self.client.request("stalled", 1_000_000 - self.credits)
         else:  # its last worker went away as the run ended: a fresh connection, with credits
             await self._end_session()
@@ -190,7 +194,7 @@ class StalledClient(_Background):
     def summary(self) -> str:
         return (
             f"stalled client: {self.connections} connections, held back in {self.held_back}, "
-            f"{getattr(self, 'rows', 0)} {self.object_type} rows at quiet"
+            f"{self.rows} {self.object_type} rows at quiet"
         )
 
 

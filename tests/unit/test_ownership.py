@@ -12,24 +12,21 @@ from tests.agents.test_delivery import FakeApp
 def test_no_claim_is_granted_while_a_rebalance_is_in_progress() -> None:
     app = FakeApp()
     app.rebalancing = True
-    with pytest.raises(PartitionRevoked):
-        ownership.claim(app, ("t", 0))
+    with pytest.raises(PartitionRevoked), ownership.claimed(app, ("t", 0)):
+        pass
 
 
 def test_no_claim_is_granted_for_a_partition_assigned_elsewhere() -> None:
     app = FakeApp()
-    with pytest.raises(PartitionRevoked):
-        ownership.claim(app, ("t", 1))
+    with pytest.raises(PartitionRevoked), ownership.claimed(app, ("t", 1)):
+        pass
 
 
 def test_a_new_assignment_alone_ends_a_claim() -> None:
     app = FakeApp()
-    token = ownership.claim(app, ("t", 0))
-    try:
+    with ownership.claimed(app, ("t", 0)):
         ownership.ensure_owned()
         app.consumer_generation_id += 1  # assigned anew, whatever the revocation count says
         with pytest.raises(PartitionRevoked):
             ownership.ensure_owned()
-    finally:
-        ownership.release(token)
     ownership.ensure_owned()  # outside any claim: not fenced
