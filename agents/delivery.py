@@ -9,9 +9,10 @@ the handler runs keeps that final ack from happening: the offset is not committe
 message is redelivered after the restart. An unexpected error in a handler dead-letters the
 message (stage "apply") instead of crashing the agent or silently acknowledging it.
 
-The handler runs under an ownership claim on the event's partition (`app.ownership`): when the
-partition is revoked before or while it runs, it writes nothing and the message stays
-unacknowledged, exactly like an interruption; the partition's new owner processes it.
+The handler runs under an ownership claim on the event's partition (`app.ownership`), taken
+once no rebalance is in progress: when the partition is revoked before or while it runs, it
+writes nothing and the message stays unacknowledged, exactly like an interruption; the
+partition's new owner processes it.
 
 A `TransientError` (registry or broker outage) is never the message's fault: the handler is run
 again, with backoff, until the dependency answers. Handlers therefore raise it only before their
@@ -55,6 +56,7 @@ async def process_events(
             agent=agent, topic=message.topic, partition=message.partition, offset=message.offset
         )
         try:
+            await ownership.settled(app)
             with ownership.claimed(app, message.tp):
                 await retry_transient(partial(handler, event), message.topic)
         except asyncio.CancelledError:

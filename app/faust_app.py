@@ -1,6 +1,7 @@
 """The Faust application object, configured from `Settings`.
 
-Two departures from a stock `faust.App`, both for operators:
+Two departures from a stock `faust.App`, both for operators (plus the end of a rebalance
+waking the handlers that wait for it, `app.ownership`):
 - the web server starts *before* table recovery, so `/health/readiness` can answer 503 while the
   worker recovers instead of refusing connections (Faust starts it only after recovery);
 - in embedded mode, the broker is started (if nothing listens on its port) and the app's topics
@@ -16,7 +17,7 @@ from typing import Any
 
 import faust
 
-from app import embedded, faust_fixes, logs, membership, metrics
+from app import embedded, faust_fixes, logs, membership, metrics, ownership
 from app.broker import EmbeddedBroker, create_topics, port_open
 from app.config import Settings
 from tables import guard
@@ -36,6 +37,10 @@ class BlotterApp(faust.App):
     embedded_broker: EmbeddedBroker | None = None
     web_init_hooks: list[Callable[[Any], None]]
     internal_topics: list[str]
+
+    def on_rebalance_end(self) -> None:
+        super().on_rebalance_end()
+        ownership.on_rebalance_end(self)
 
     async def on_first_start(self) -> None:
         await super().on_first_start()

@@ -15,10 +15,15 @@ A handler claims its event's partition when it starts (the partition is assigned
 rebalance is in progress) and every table write checks that neither has changed since.
 A handler that fails the check gets `PartitionRevoked` before anything is written; its message
 stays unacknowledged and the partition's owner processes it.
+
+A handler that would start while a rebalance is in progress waits for its end instead
+(`settled`): the event may well belong to a partition that stays here, and one left
+unacknowledged on a partition this worker keeps holds back its commits until the next rebalance.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -58,6 +63,26 @@ def owned_partitions(app: RebalanceState) -> frozenset[Any]:
 def owns(app: RebalanceState, tp: Any) -> bool:
     """True when `tp` is assigned to this worker and no rebalance is in progress."""
     return not app.rebalancing and tp in owned_partitions(app)
+
+
+def _rebalance_ended(app: RebalanceState) -> asyncio.Event:
+    event = getattr(app, "_blotter_rebalance_ended", None)
+    if event is None:
+        event = app._blotter_rebalance_ended = asyncio.Event()  # type: ignore[attr-defined]
+    return event
+
+
+def on_rebalance_end(app: RebalanceState) -> None:
+    """Wake the handlers waiting in `settled` (called by the app when Faust ends a rebalance)."""
+    _rebalance_ended(app).set()
+
+
+async def settled(app: RebalanceState) -> None:
+    """Return once no rebalance is in progress (at once when none is)."""
+    while app.rebalancing:
+        ended = _rebalance_ended(app)
+        ended.clear()
+        await ended.wait()
 
 
 @contextmanager

@@ -199,3 +199,50 @@ async def test_waiting_out_an_outage_stops_once_the_partition_is_revoked() -> No
     await asyncio.wait_for(process_events(stream, "a", handler, dead_letter), 10)
     assert attempts == [0, 0], "no attempt after the partition left"
     assert stream.events_list[0].message.refcount == 1
+
+
+async def test_an_event_arriving_during_a_rebalance_waits_for_its_end_then_runs_here() -> None:
+    from app import ownership
+
+    stream = FakeStream(1)
+    written: list[int] = []
+
+    async def handler(event) -> None:
+        ownership.ensure_owned()
+        written.append(event.message.offset)
+
+    async def dead_letter(event, error) -> None:
+        raise AssertionError("nothing to dead-letter")
+
+    stream.app.rebalancing = True  # recovery is still running; ("t", 0) stays here
+    task = asyncio.create_task(process_events(stream, "a", handler, dead_letter))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not task.done() and written == [], "nothing may run before the rebalance ends"
+    stream.app.rebalancing = False
+    ownership.on_rebalance_end(stream.app)
+    await asyncio.wait_for(task, 5)
+    assert written == [0], "the partition stayed here: the event is processed, not left"
+    assert stream.events_list[0].message.refcount == 0
+
+
+async def test_an_event_waiting_out_a_rebalance_that_moved_its_partition_is_left() -> None:
+    from app import ownership
+
+    stream = FakeStream(1)
+
+    async def handler(event) -> None:
+        raise AssertionError("the partition is another worker's now")
+
+    async def dead_letter(event, error) -> None:
+        raise AssertionError("a revoked partition is not poison")
+
+    stream.app.rebalancing = True
+    task = asyncio.create_task(process_events(stream, "a", handler, dead_letter))
+    await asyncio.sleep(0)
+    stream.app.consumer.assigned.clear()
+    stream.app.consumer_generation_id += 1
+    stream.app.rebalancing = False
+    ownership.on_rebalance_end(stream.app)
+    await asyncio.wait_for(task, 5)
+    assert stream.events_list[0].message.refcount == 1, "left unacknowledged to its owner"

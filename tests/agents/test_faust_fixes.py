@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP as TopicPartition
 from mode import Service
 
 from app import faust_fixes
@@ -148,8 +149,12 @@ class SeekingConsumer(DrainingConsumer):
     def __init__(self) -> None:
         super().__init__()
         self.flow_active = True
-        self.app = SimpleNamespace(consumer_generation_id=1)
+        self.app = SimpleNamespace(consumer_generation_id=1, rebalancing_count=0)
         self.events: list[str] = []
+        self.assigned = {("t", 0), ("t", 1)}
+
+    def assignment(self) -> set[tuple[str, int]]:
+        return set(self.assigned)
 
     def stop_flow(self) -> None:
         self.flow_active = False
@@ -212,4 +217,68 @@ def test_the_committed_offset_itself_must_be_processed_before_committing_further
     assert not pending([48, 49], committed=48, gaps=IntervalTree())
     assert not pending([50], committed=48, gaps=IntervalTree.from_tuples([(48, 50)]))
     assert pending([1], committed=0, gaps=IntervalTree())  # offset 0 is not "no commit"
-    assert not pending([5], committed=None, gaps=IntervalTree())
+    # after a seek Faust keeps a committed 0 as None (a partition with no commit is given its
+    # start offset): None is offset 0, and 0 itself must be processed first
+    assert pending([5], committed=None, gaps=IntervalTree())
+    assert not pending([0, 1], committed=None, gaps=IntervalTree())
+
+
+async def test_a_seek_makes_the_assignment_committable_unless_a_rebalance_began_meanwhile() -> (
+    None
+):
+    consumer = SeekingConsumer()
+    await faust_fixes.serialized_seek(slow_seek)(consumer)
+    assert faust_fixes.seeked_partitions(consumer) == {("t", 0), ("t", 1)}
+
+    interrupted = SeekingConsumer()
+
+    async def seek_during_a_revocation(c: SeekingConsumer) -> None:
+        c.app.rebalancing_count += 1  # Faust's revocation began: committed offsets forgotten
+
+    await faust_fixes.serialized_seek(seek_during_a_revocation)(interrupted)
+    assert faust_fixes.seeked_partitions(interrupted) == set()
+
+
+class AckingConsumer:
+    """The bookkeeping Faust's own `ack` and `_new_offset` work on."""
+
+    def __init__(self) -> None:
+        from collections import defaultdict
+
+        from intervaltree import IntervalTree
+
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
+        self._committed_offset: dict = defaultdict(lambda: None)
+        self._acked: dict = defaultdict(list)
+        self._acked_index: dict = defaultdict(set)
+        self._gap: dict = defaultdict(IntervalTree)
+        self._unacked_messages: set = set()
+        self._n_acked = 0
+        self._waiting_for_ack = None
+
+    def ack(self, offset: int) -> None:
+        Consumer.ack(self, AckedMessage(offset))  # type: ignore[arg-type]
+
+
+class AckedMessage:
+    def __init__(self, offset: int) -> None:
+        self.acked, self.tp, self.topic, self.offset = False, TP, TP.topic, offset
+
+
+TP = TopicPartition(topic="executions", partition=0)
+
+
+def test_nothing_is_committed_between_a_revocation_and_the_next_seek() -> None:
+    faust_fixes.install()
+    consumer = AckingConsumer()
+    # revoked: Faust forgot the committed offset (80). Offset 80 was left unacknowledged to
+    # its next owner; a handler that was still running acknowledges 86.
+    consumer.ack(86)
+    assert Consumer._new_offset(consumer, TP) is None, "Faust alone commits 87, losing 80..85"
+
+    faust_fixes.seeked_partitions(consumer).add(TP)  # assigned again and seeked: committed 80
+    consumer._committed_offset[TP] = 80
+    assert Consumer._new_offset(consumer, TP) is None, "80..85 are still to be processed"
+    for offset in range(80, 86):
+        consumer.ack(offset)
+    assert Consumer._new_offset(consumer, TP) == 87
