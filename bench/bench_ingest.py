@@ -26,6 +26,7 @@ import asyncio
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,42 +65,56 @@ def order_records(count: int, stale_ratio: float, seed: int = 7) -> tuple[list, 
 
 
 def run_app(
-    bench: common.Bench, expected: int, profile_dir: Path | None, timeout: float
+    bench: common.Bench,
+    expected: int,
+    profile_dir: Path | None,
+    timeout: float,
+    workers: int = 1,
+    produce: Callable[[], float] | None = None,
 ) -> tuple[Window, dict[str, Any]]:
-    worker = bench.worker(0)
+    """Run `workers` worker processes in one consumer group over the orders. With `produce`,
+    the orders are produced only once every worker is ready, so the group's rebalances as
+    the workers join are over before the window opens."""
+    fleet = [bench.worker(n) for n in range(workers)]
     started = time.monotonic()
-    worker.start()
-    ready = worker.wait_ready(120)
-    assert worker.proc is not None
-    pid = worker.proc.pid
+    for worker in fleet:
+        worker.start()
+    ready = max(worker.wait_ready(120) for worker in fleet)
+    pids = [worker.proc.pid for worker in fleet if worker.proc is not None]
+    if produce is not None:
+        common.wait_settled(fleet, 120)
+        seconds = produce()
+        common.note(f"produced in {seconds:.1f} s ({expected / seconds:,.0f} msg/s)")
     profiler = None
     if profile_dir is not None:
-        profiler = common.PySpy(pid, profile_dir / "ingest-app.txt", duration=int(timeout))
+        profiler = common.PySpy(pids[0], profile_dir / "ingest-app.txt", duration=int(timeout))
     counts: dict[str, float] = {}
 
     def progress() -> int:
-        samples = common.scrape(worker.url)
         topic = bench.topic(ORDERS)
-        counts.update(
-            applied=common.metric_sum(samples, APPLIED, topic=topic),
-            stale=common.metric_sum(samples, STALE, topic=topic),
-            dlq=common.metric_sum(samples, DLQ, topic=topic),
-        )
+        totals = dict.fromkeys(("applied", "stale", "dlq"), 0.0)
+        for worker in fleet:
+            samples = common.scrape(worker.url)
+            totals["applied"] += common.metric_sum(samples, APPLIED, topic=topic)
+            totals["stale"] += common.metric_sum(samples, STALE, topic=topic)
+            totals["dlq"] += common.metric_sum(samples, DLQ, topic=topic)
+        counts.update(totals)
         return int(counts["applied"] + counts["stale"] + counts["dlq"])
 
     try:
         window = common.watch_progress(
-            pid,
+            pids,
             progress,
             expected,
             timeout,
-            alive=lambda: worker.proc.poll() is None,
+            alive=lambda: all(worker.proc.poll() is None for worker in fleet),
             broker_pid=bench.broker_pid,
         )
     finally:
         if profiler is not None:
             profiler.stop()
-        worker.stop()
+        for worker in fleet:
+            worker.stop()
     window.ready_s = ready
     window.extra.update({k: int(v) for k, v in counts.items()})
     window.extra["start_to_done_s"] = time.monotonic() - started
@@ -114,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--skip", default="", help="comma list of: app, raw, quix")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the app into DIR")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="app worker processes in one group (more than 1: orders produced once all are ready)",
+    )
     args = parser.parse_args(argv)
     total = args.events or (10_000 if args.quick else 30_000)
     skip = set(filter(None, args.skip.split(",")))
@@ -129,14 +148,25 @@ def main(argv: list[str] | None = None) -> int:
         orders = bench.topic(ORDERS)
         outputs = [bench.topic(f"{p}-{t}") for p in ("raw", "quix") for t in ("changes", "log")]
         bench.create_topics([orders, *outputs])
-        seconds = asyncio.run(common.produce(bench.bootstrap, orders, records, args.partitions))
-        common.note(f"produced in {seconds:.1f} s ({total / seconds:,.0f} msg/s)")
+
+        def produce() -> float:
+            return asyncio.run(common.produce(bench.bootstrap, orders, records, args.partitions))
+
+        if args.workers == 1:
+            seconds = produce()
+            common.note(f"produced in {seconds:.1f} s ({total / seconds:,.0f} msg/s)")
 
         info: dict[str, Any] = {}
+        app_name = "app (Faust worker)" if args.workers == 1 else f"app ({args.workers} workers)"
         if "app" not in skip:
-            common.note("app worker ...")
-            window, info = run_app(bench, total, args.profile, timeout)
-            results["app (Faust worker)"] = window
+            common.note(f"{app_name} ...")
+            window, info = run_app(
+                bench, total, args.profile, timeout, args.workers,
+                produce=produce if args.workers > 1 else None,
+            )
+            results[app_name] = window
+        elif args.workers > 1:
+            produce()
 
         python = sys.executable
         base_args = [
@@ -197,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 version = qx.extra.get("version", "?")
                 results[f"Quix Streams {version}"] = qx
 
-    app = results.get("app (Faust worker)")
+    app = results.get(app_name)
     app_rate = app.rate if app else float("nan")
     mismatches = [
         name

@@ -342,8 +342,34 @@ class Window:
         )
 
 
+def wait_settled(workers: Sequence[Worker], timeout: float, stable_polls: int = 3) -> None:
+    """Wait until every worker is ready, not rebalancing and has partitions, for
+    `stable_polls` consecutive looks 0.5 s apart: the group has stopped rebalancing."""
+    deadline = time.monotonic() + timeout
+    stable = 0
+    while stable < stable_polls:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the workers did not settle within {timeout} s")
+        stable = stable + 1 if all(_settled(worker) for worker in workers) else 0
+        time.sleep(0.5)
+
+
+def _settled(worker: Worker) -> bool:
+    try:
+        with urllib.request.urlopen(worker.url + "/health", timeout=2) as response:
+            body = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    components = body.get("components", {})
+    return (
+        body.get("status") == "UP"
+        and not components.get("worker", {}).get("rebalancing", True)
+        and components.get("consumer", {}).get("assignedPartitions", 0) > 0
+    )
+
+
 def watch_progress(
-    pid: int,
+    pid: int | Sequence[int],
     progress: Callable[[], int | None],
     target: int,
     timeout: float,
@@ -351,8 +377,10 @@ def watch_progress(
     broker_pid: int | None = None,
 ) -> Window:
     """Poll `progress()` (events done so far) until it reaches `target`; measure rate and CPU of
-    process `pid` (and of the broker, when given) between the first poll that saw progress and
-    the one that saw `target`."""
+    process `pid` (summed over the processes when several, with their peak RSS summed; and of
+    the broker, when given) between the first poll that saw progress and the one that saw
+    `target`."""
+    pids = [pid] if isinstance(pid, int) else list(pid)
     started = time.monotonic()
     deadline = started + timeout
     first: tuple[float, float, int, float] | None = None
@@ -361,7 +389,7 @@ def watch_progress(
         if not alive():
             raise RuntimeError("the process under test exited")
         done = progress() or 0
-        now, cpu = time.perf_counter(), cpu_seconds(pid)
+        now, cpu = time.perf_counter(), sum(cpu_seconds(p) for p in pids)
         broker = cpu_seconds(broker_pid) if broker_pid else 0.0
         if done and first is None:
             first = (now, cpu, done, broker)
@@ -369,7 +397,7 @@ def watch_progress(
             if first is None:  # everything was done before the first look
                 first = (now, cpu, 0, broker)
             t0, c0, d0, b0 = first
-            window = Window(done - d0, now - t0, cpu - c0, peak_rss_mb(pid))
+            window = Window(done - d0, now - t0, cpu - c0, sum(peak_rss_mb(p) for p in pids))
             window.extra["broker_cpu_s"] = broker - b0
             return window
         # Each look costs the worker a /metrics rendering: look less often as the run grows,
