@@ -39,6 +39,7 @@ bench: $(STAMP) .venv-quix/bin/python
 	$(PY) -m bench.bench_recovery
 	$(PY) -m bench.bench_blotter
 	$(PY) -m bench.bench_lots
+	$(PY) -m bench.bench_components
 	$(PY) -m bench.broker_lifecycle
 
 # Fault injection: the short run (also part of `make test`) and the long run, whose figures
