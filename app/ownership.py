@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -77,12 +77,15 @@ def on_rebalance_end(app: RebalanceState) -> None:
     _rebalance_ended(app).set()
 
 
-async def settled(app: RebalanceState) -> None:
-    """Return once no rebalance is in progress (at once when none is)."""
+async def settled(app: RebalanceState, recheck_s: float = 1.0) -> None:
+    """Return once no rebalance is in progress (at once when none is). Woken by
+    `on_rebalance_end`; the flag is looked at again every `recheck_s` regardless, so a wake-up
+    that never comes delays a handler, never stalls it."""
     while app.rebalancing:
         ended = _rebalance_ended(app)
         ended.clear()
-        await ended.wait()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), recheck_s)
 
 
 @contextmanager

@@ -30,3 +30,15 @@ def test_a_new_assignment_alone_ends_a_claim() -> None:
         with pytest.raises(PartitionRevoked):
             ownership.ensure_owned()
     ownership.ensure_owned()  # outside any claim: not fenced
+
+
+async def test_waiting_for_a_rebalance_to_end_rechecks_without_a_wake_up() -> None:
+    import asyncio
+
+    app = FakeApp()
+    app.rebalancing = True
+    waiting = asyncio.create_task(ownership.settled(app, recheck_s=0.01))
+    await asyncio.sleep(0.02)
+    assert not waiting.done()
+    app.rebalancing = False  # ended without `on_rebalance_end` being called
+    await asyncio.wait_for(waiting, 1)
