@@ -70,7 +70,7 @@ def run_app(
     profile_dir: Path | None,
     timeout: float,
     workers: int = 1,
-    produce: Callable[[], float] | None = None,
+    produce: Callable[[], None] | None = None,
 ) -> tuple[Window, dict[str, Any]]:
     """Run `workers` worker processes in one consumer group over the orders. With `produce`,
     the orders are produced only once every worker is ready, so the group's rebalances as
@@ -83,8 +83,7 @@ def run_app(
     pids = [worker.proc.pid for worker in fleet if worker.proc is not None]
     if produce is not None:
         common.wait_settled(fleet, 120)
-        seconds = produce()
-        common.note(f"produced in {seconds:.1f} s ({expected / seconds:,.0f} msg/s)")
+        produce()
     profiler = None
     if profile_dir is not None:
         profiler = common.PySpy(pids[0], profile_dir / "ingest-app.txt", duration=int(timeout))
@@ -149,12 +148,16 @@ def main(argv: list[str] | None = None) -> int:
         outputs = [bench.topic(f"{p}-{t}") for p in ("raw", "quix") for t in ("changes", "log")]
         bench.create_topics([orders, *outputs])
 
-        def produce() -> float:
-            return asyncio.run(common.produce(bench.bootstrap, orders, records, args.partitions))
-
-        if args.workers == 1:
-            seconds = produce()
+        def produce() -> None:
+            seconds = asyncio.run(
+                common.produce(bench.bootstrap, orders, records, args.partitions)
+            )
             common.note(f"produced in {seconds:.1f} s ({total / seconds:,.0f} msg/s)")
+
+        # several workers: produce once their group has settled (inside run_app)
+        produce_first = args.workers == 1 or "app" in skip
+        if produce_first:
+            produce()
 
         info: dict[str, Any] = {}
         app_name = "app (Faust worker)" if args.workers == 1 else f"app ({args.workers} workers)"
@@ -162,11 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             common.note(f"{app_name} ...")
             window, info = run_app(
                 bench, total, args.profile, timeout, args.workers,
-                produce=produce if args.workers > 1 else None,
+                produce=None if produce_first else produce,
             )
             results[app_name] = window
-        elif args.workers > 1:
-            produce()
 
         python = sys.executable
         base_args = [
