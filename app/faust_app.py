@@ -21,6 +21,7 @@ from app import embedded, faust_fixes, logs, membership, metrics, ownership
 from app.broker import EmbeddedBroker, create_topics, port_open
 from app.config import Settings
 from tables import guard
+from tables.recovery import BlotterTableManager
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ def create_app(settings: Settings) -> BlotterApp:
         settings.app_id,
         broker=settings.broker_url,
         store="rocksdb://",
+        TableManager=BlotterTableManager,
         datadir=str(settings.data_dir),
         topic_partitions=settings.topic_partitions,
         topic_allow_declare=True,

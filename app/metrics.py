@@ -186,6 +186,12 @@ TABLE_RECOVERY_SECONDS = Gauge(
     ["table"],
     registry=REGISTRY,
 )
+CHANGELOG_RECORDS_RESTORED = Counter(
+    "blotter_changelog_records_restored",
+    "Changelog records written into local stores by the bulk restore at recovery.",
+    ["table"],
+    registry=REGISTRY,
+)
 WORKER_READY = Gauge(
     "blotter_worker_ready",
     "1 when partitions are assigned and tables recovered (readiness), else 0.",
