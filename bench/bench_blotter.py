@@ -294,6 +294,14 @@ def main() -> None:
         "WEB_PORT": str(free_port()),
         "CONSUMER_GROUP_INSTANCE_ID": f"bench-{tag}",
         "LOG_LEVEL": "WARNING",
+        # Every bench client is the same (anonymous) user: lift the per-user stream limits,
+        # which would refuse the idle connections and the subscribers with 429/RATE_LIMITED.
+        "WS_MAX_CONNECTIONS_PER_USER": "100000",
+        "WS_MAX_SUBSCRIPTIONS_PER_USER": "1000000",
+        "WS_SUBSCRIBE_RATE_PER_S": "100000",
+        "WS_SUBSCRIBE_BURST": "1000000",
+        "WS_MESSAGE_RATE_PER_S": "1000000",
+        "WS_MESSAGE_BURST": "10000000",
     }
     env.pop("BROKER_URL", None)
     worker = Worker(env, data, base / "w0.log")
