@@ -36,15 +36,16 @@ class BulkRecovery(Recovery):
     ) -> None:
         await super()._build_offsets(consumer, tps, destination, title)
         if title == "active":
-            await self.restore_in_bulk(destination)
+            await self.restore_in_bulk(tps, destination)
 
-    async def restore_in_bulk(self, offsets: Any) -> None:
-        """Bring the active stores to their changelogs' ends; `offsets` (Faust's active offsets:
-        the last offset each store holds) is advanced to what was restored."""
+    async def restore_in_bulk(self, tps: Any, offsets: Any) -> None:
+        """Bring the stores of the active changelog partitions `tps` to their changelogs' ends;
+        `offsets` (Faust's active offsets: the last offset each store holds) is advanced to
+        what was restored."""
         started = time.monotonic()
         targets: dict[TopicPartition, RestoreTarget] = {}
         sources: dict[TopicPartition, Any] = {}  # aiokafka partition -> Faust TP
-        for tp in self.active_tps:
+        for tp in tps:
             store = self.tp_to_table[tp].data
             end = self.active_highwaters.get(tp, -1) + 1
             start = offsets[tp] + 1
