@@ -89,6 +89,9 @@ class BulkRecovery(Recovery):
             client_id=f"{conf.broker_client_id}-restore",
             group_id=None,
             enable_auto_commit=False,
+            # An offset gone from the log (retention moved its start) restarts at the earliest
+            # record still there, as Faust's consumer does; never at the end, which would skip.
+            auto_offset_reset="earliest",
             isolation_level="read_committed" if self.app.in_transaction else "read_uncommitted",
             max_partition_fetch_bytes=max(conf.consumer_max_fetch_size, 4 << 20),
             request_timeout_ms=int(conf.broker_request_timeout * 1000),
