@@ -7,6 +7,15 @@ The persisted changelog offset of a partition store claims "every changelog reco
 in this store"; recovery reads only what lies past it. A changelog write acknowledged after its
 partition was revoked must not advance it: records other workers wrote meanwhile are not here.
 Leaving it lower only makes the next recovery re-read a few records.
+
+A table write does not send its changelog record: Faust buffers it (`ProducerBuffer`) and a
+background task hands it to the Kafka client later. An output a handler sends itself goes to the
+client at once, so it could overtake the changelog record of the state it describes; after a
+kill -9 the output was on the broker and the state was not, and the redelivered event was
+applied again at another version (found by the long reliability run: TradeApplied at versions
+128-131 whose position states never reached the changelog, the trades then applied again at
+129-134). Handlers therefore await `changelog_handed_over` between their table writes and
+their outputs.
 """
 
 from __future__ import annotations
@@ -30,6 +39,13 @@ class FencedTable(faust.Table):
     def _on_changelog_sent(self, fut: Any) -> None:
         if ownership.owns(self.app, fut.result().topic_partition):
             super()._on_changelog_sent(fut)
+
+
+async def changelog_handed_over(app: faust.App) -> None:
+    """Return once every changelog record of the table writes made so far is in the Kafka
+    client (`app.faust_fixes` makes the buffer's flush wait for exactly that), so anything sent
+    after it is sent after them."""
+    await app.producer.buffer.flush()
 
 
 def bytes_table(app: faust.App, name: str, partitions: int, help: str) -> faust.Table:
