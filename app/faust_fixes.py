@@ -68,6 +68,29 @@ def install() -> bool:
     return True
 
 
+async def hand_over_buffered(buffer: Any) -> None:
+    """Hand every record in Faust's producer buffer to the Kafka client now, in order.
+
+    `flush()` waits for the buffer's background task, which costs the caller a trip through
+    the event loop per record (about +40% CPU per event on the ingest bench). When that task is
+    not in the middle of a send, every buffered record is taken out and sent here, in buffer
+    order, usually without suspending; records other handlers buffer meanwhile belong to other
+    partitions or tables, whose order relative to these does not matter. When the task is
+    sending one, it holds an earlier record: then wait for it with `flush()`.
+    """
+    if getattr(buffer, "_blotter_in_flight", 0) or buffer.app.conf.producer_threaded:
+        await buffer.flush()
+        return
+    pending = buffer.pending
+    taken = []
+    while not pending.empty():
+        taken.append(pending.get_nowait())
+    for fut in taken:
+        await buffer._send_pending(fut)
+    if taken:
+        buffer.message_sent.set()
+
+
 _EVENT_WAIT_CODE = asyncio.Event.wait.__code__
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import faust
 
-from app import ownership
+from app import faust_fixes, ownership
 
 
 class FencedTable(faust.Table):
@@ -43,9 +43,9 @@ class FencedTable(faust.Table):
 
 async def changelog_handed_over(app: faust.App) -> None:
     """Return once every changelog record of the table writes made so far is in the Kafka
-    client (`app.faust_fixes` makes the buffer's flush wait for exactly that), so anything sent
-    after it is sent after them."""
-    await app.producer.buffer.flush()
+    client (`app.faust_fixes.hand_over_buffered`), so anything sent after it is sent after
+    them."""
+    await faust_fixes.hand_over_buffered(app.producer.buffer)
 
 
 def bytes_table(app: faust.App, name: str, partitions: int, help: str) -> faust.Table:

@@ -60,6 +60,45 @@ async def test_flush_of_an_empty_buffer_returns_at_once(buffer: ProducerBuffer) 
     await asyncio.wait_for(buffer.flush(), timeout=0.05)
 
 
+class InstantChannel:
+    """A channel whose hand-over completes without suspending (the usual aiokafka send)."""
+
+    def __init__(self) -> None:
+        self.published: list[int] = []
+
+    async def publish_message(self, fut: SimpleNamespace, wait: bool = False) -> None:
+        self.published.append(fut.message.n)
+
+
+def record(channel: Any, n: int) -> SimpleNamespace:
+    return SimpleNamespace(message=SimpleNamespace(channel=channel, n=n))
+
+
+async def test_hand_over_sends_every_buffered_record_in_order_before_returning(
+    buffer: ProducerBuffer,
+) -> None:
+    channel = InstantChannel()
+    for n in range(3):
+        buffer.put(record(channel, n))
+    await faust_fixes.hand_over_buffered(buffer)  # no trip through the event loop needed
+    assert channel.published == [0, 1, 2]
+    assert buffer.size == 0
+
+
+async def test_hand_over_waits_behind_a_record_the_buffer_task_is_sending(
+    buffer: ProducerBuffer,
+) -> None:
+    slow, instant = SlowChannel(0.2), InstantChannel()
+    instant.published = slow.published  # one client: the order of both is what counts
+    buffer.put(record(slow, 0))
+    await asyncio.sleep(0.01)  # the buffer's task has taken record 0 and is sending it
+    buffer.put(record(instant, 1))
+    buffer.put(record(instant, 2))
+    await faust_fixes.hand_over_buffered(buffer)
+    assert slow.published == [0, 1, 2]  # sending 1 and 2 at once would have put them first
+    assert buffer.size == 0
+
+
 # -- the drain loop's per-message hand-over ---------------------------------------------------
 class DrainingConsumer(Service):
     """What `Consumer.wait_first` uses of a consumer: the service events and `suspend_flow`."""

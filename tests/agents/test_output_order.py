@@ -10,6 +10,7 @@ every output send checks that nothing written to a table is still buffered.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal
 from types import SimpleNamespace
@@ -26,15 +27,27 @@ from app.serde import build_serde
 
 
 class RecordingBuffer:
-    """Faust's ProducerBuffer as far as the handlers see it: writes land in `pending`."""
+    """Faust's ProducerBuffer as far as the hand-over sees it: writes wait in `pending` until
+    they are handed to the client (`_send_pending`)."""
 
     def __init__(self) -> None:
-        self.pending: list[str] = []
+        self.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+        self.pending: asyncio.Queue[str] = asyncio.Queue()
+        self.message_sent = asyncio.Event()
         self.handed_over: list[str] = []
 
+    def put(self, record: str) -> None:
+        self.pending.put_nowait(record)
+
+    def buffered(self) -> list[str]:
+        return list(self.pending._queue)  # type: ignore[attr-defined]
+
+    async def _send_pending(self, record: str) -> None:
+        self.handed_over.append(record)
+
     async def flush(self) -> None:
-        self.handed_over += self.pending
-        self.pending = []
+        while not self.pending.empty():
+            await self._send_pending(self.pending.get_nowait())
 
 
 class RecordingTopic:
@@ -42,7 +55,7 @@ class RecordingTopic:
         self.name, self.buffer, self.sent = name, buffer, sent
 
     async def send(self, **kwargs: Any) -> None:
-        self.sent.append((self.name, list(self.buffer.pending)))
+        self.sent.append((self.name, self.buffer.buffered()))
 
 
 class RecordingStore:
@@ -62,13 +75,13 @@ class RecordingStore:
         return self.positions.get(key)
 
     def append(self, key: str, event: Any) -> None:
-        self.buffer.pending.append(f"history {key} v{event.version}")
+        self.buffer.put(f"history {key} v{event.version}")
 
     def add_pending(self, key: str, trade_id: str) -> None:
-        self.buffer.pending.append(f"pending {key} {trade_id}")
+        self.buffer.put(f"pending {key} {trade_id}")
 
     def save(self, position: Position) -> None:
-        self.buffer.pending.append(f"position {position.position_key} v{position.version}")
+        self.buffer.put(f"position {position.position_key} v{position.version}")
 
     def cached(self) -> list[Position]:
         return list(self.positions.values())
@@ -145,3 +158,4 @@ async def test_a_price_tick_republishes_only_handed_over_state() -> None:
     engine.store.save(position)  # a write whose changelog record is still buffered
     await engine.publish_row(position)
     assert sent == [("changes", [])]
+    assert buffer.handed_over == ["position ACC-1:XOM v0"]
