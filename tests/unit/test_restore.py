@@ -101,6 +101,18 @@ def far_deadline() -> float:
     return time.monotonic() + 60
 
 
+async def run_restore(
+    consumer: LogConsumer,
+    targets: dict[TopicPartition, RestoreTarget],
+    deadline: float | None = None,
+) -> restore.RestoreResult:
+    """`restore_changelogs` with the Faust offset key, and a deadline far off by default."""
+    return await restore_changelogs(
+        consumer, targets, offset_key=OFFSET_KEY,
+        deadline=far_deadline() if deadline is None else deadline,
+    )
+
+
 def log_of(pairs: list[tuple[int, bytes | None]], start_offset: int = 0) -> list[Record]:
     return [
         Record(start_offset + i, f"k{key}".encode(), value) for i, (key, value) in enumerate(pairs)
@@ -110,10 +122,7 @@ def log_of(pairs: list[tuple[int, bytes | None]], start_offset: int = 0) -> list
 async def test_a_store_gets_the_last_value_of_every_key_and_the_last_offset(stores) -> None:
     log = log_of([(1, b"a"), (2, b"b"), (1, b"c"), (3, b"d"), (2, None)])
     consumer = LogConsumer({TP0: log}, {TP0: 5})
-    result = await restore_changelogs(
-        consumer, {TP0: RestoreTarget(stores[TP0], 0, 5)}, offset_key=OFFSET_KEY,
-        deadline=far_deadline(),
-    )
+    result = await run_restore(consumer, {TP0: RestoreTarget(stores[TP0], 0, 5)})
     assert contents(stores[TP0]) == {b"k1": b"c", b"k3": b"d"}
     assert stores[TP0][OFFSET_KEY] == b"4"
     assert result.applied == {TP0: 4}
@@ -126,10 +135,7 @@ async def test_only_records_from_the_start_offset_on_are_read(stores) -> None:
     stores[TP0][b"k1"] = b"old"
     stores[TP0][OFFSET_KEY] = b"0"
     consumer = LogConsumer({TP0: log}, {TP0: 3})
-    result = await restore_changelogs(
-        consumer, {TP0: RestoreTarget(stores[TP0], 1, 3)}, offset_key=OFFSET_KEY,
-        deadline=far_deadline(),
-    )
+    result = await run_restore(consumer, {TP0: RestoreTarget(stores[TP0], 1, 3)})
     assert contents(stores[TP0]) == {b"k1": b"new", b"k2": b"b"}
     assert result.records == {TP0: 2}
 
@@ -137,10 +143,7 @@ async def test_only_records_from_the_start_offset_on_are_read(stores) -> None:
 async def test_records_past_the_end_taken_at_the_start_are_left_for_the_framework(stores) -> None:
     log = log_of([(1, b"a"), (2, b"b"), (3, b"late")])
     consumer = LogConsumer({TP0: log}, {TP0: 3})
-    result = await restore_changelogs(
-        consumer, {TP0: RestoreTarget(stores[TP0], 0, 2)}, offset_key=OFFSET_KEY,
-        deadline=far_deadline(),
-    )
+    result = await run_restore(consumer, {TP0: RestoreTarget(stores[TP0], 0, 2)})
     assert contents(stores[TP0]) == {b"k1": b"a", b"k2": b"b"}
     assert stores[TP0][OFFSET_KEY] == b"1"
     assert result.complete == {TP0}
@@ -149,10 +152,7 @@ async def test_records_past_the_end_taken_at_the_start_are_left_for_the_framewor
 async def test_a_tail_without_data_records_still_moves_the_offset_to_the_end(stores) -> None:
     # offsets 3..5 hold no data records (compacted away, or transaction markers)
     consumer = LogConsumer({TP0: log_of([(1, b"a"), (2, b"b"), (1, b"c")])}, {TP0: 6})
-    result = await restore_changelogs(
-        consumer, {TP0: RestoreTarget(stores[TP0], 0, 6)}, offset_key=OFFSET_KEY,
-        deadline=far_deadline(),
-    )
+    result = await run_restore(consumer, {TP0: RestoreTarget(stores[TP0], 0, 6)})
     assert stores[TP0][OFFSET_KEY] == b"5"
     assert result.applied == {TP0: 5}
     assert result.complete == {TP0}
@@ -160,10 +160,7 @@ async def test_a_tail_without_data_records_still_moves_the_offset_to_the_end(sto
 
 async def test_a_partition_already_at_its_end_is_not_read(stores) -> None:
     consumer = LogConsumer({TP0: log_of([(1, b"a")])}, {TP0: 1})
-    result = await restore_changelogs(
-        consumer, {TP0: RestoreTarget(stores[TP0], 1, 1)}, offset_key=OFFSET_KEY,
-        deadline=far_deadline(),
-    )
+    result = await run_restore(consumer, {TP0: RestoreTarget(stores[TP0], 1, 1)})
     assert consumer.fetches == 0
     assert result.complete == {TP0}
     assert result.applied == {}
@@ -172,9 +169,8 @@ async def test_a_partition_already_at_its_end_is_not_read(stores) -> None:
 
 async def test_past_the_deadline_nothing_is_written_and_nothing_is_complete(stores) -> None:
     consumer = LogConsumer({TP0: log_of([(1, b"a")])}, {TP0: 1})
-    result = await restore_changelogs(
-        consumer, {TP0: RestoreTarget(stores[TP0], 0, 1)}, offset_key=OFFSET_KEY,
-        deadline=time.monotonic() - 1,
+    result = await run_restore(
+        consumer, {TP0: RestoreTarget(stores[TP0], 0, 1)}, deadline=time.monotonic() - 1
     )
     assert result.complete == set()
     assert contents(stores[TP0]) == {}
@@ -189,10 +185,7 @@ async def test_a_restore_cancelled_midway_leaves_each_store_at_a_batch_boundary(
     consumer = LogConsumer({TP0: log}, {TP0: 10})
     consumer.fail_after = 2
     with pytest.raises(asyncio.CancelledError):
-        await restore_changelogs(
-            consumer, {TP0: RestoreTarget(stores[TP0], 0, 10)}, offset_key=OFFSET_KEY,
-            deadline=far_deadline(),
-        )
+        await run_restore(consumer, {TP0: RestoreTarget(stores[TP0], 0, 10)})
     offset = int(stores[TP0][OFFSET_KEY])
     assert offset == 5  # two batches of three
     assert contents(stores[TP0]) == expected(log[: offset + 1], 0)
@@ -230,14 +223,12 @@ def test_restored_stores_equal_replaying_the_changelog(
             del db[key]
     consumer = LogConsumer({TP0: log0, TP1: log1}, ends)
     result = asyncio.run(
-        restore_changelogs(
+        run_restore(
             consumer,
             {
                 TP0: RestoreTarget(stores[TP0], start0, ends[TP0]),
                 TP1: RestoreTarget(stores[TP1], 0, ends[TP1]),
             },
-            offset_key=OFFSET_KEY,
-            deadline=far_deadline(),
         )
     )
     assert contents(stores[TP0]) == expected(log0, start0)
