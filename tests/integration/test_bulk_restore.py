@@ -4,9 +4,7 @@ consumer, and a real worker rebuilding its tables after a kill -9 through it."""
 from __future__ import annotations
 
 import random
-import re
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -16,6 +14,7 @@ from rocksdict import Options, Rdict
 from app.broker import create_topics
 from tables.restore import RestoreTarget, restore_changelogs
 from tests.conftest import await_condition
+from tests.integration.test_objects_mix import metric, scrape
 from tests.integration.test_orders_slice import get_json
 from tests.integration.test_restarts import produce_orders, wait_orders
 
@@ -71,22 +70,8 @@ async def test_a_changelog_on_the_broker_is_restored_to_its_last_values(broker, 
             db.close()
 
 
-def metrics_text(worker) -> str:
-    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
-        return resp.read().decode()
-
-
-def metric_sum(worker, name: str) -> float:
-    values = re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", metrics_text(worker), re.M)
-    return sum(float(v) for v in values)
-
-
 def restored_records(worker, table: str) -> float:
-    text = metrics_text(worker)
-    match = re.search(
-        rf'^blotter_changelog_records_restored_total{{table="{table}"}} (\S+)$', text, re.M
-    )
-    return float(match.group(1)) if match else 0.0
+    return metric(scrape(worker.url), "blotter_changelog_records_restored_total", table=table)
 
 
 async def test_a_worker_rebuilds_its_tables_in_bulk_after_a_kill9(deployment) -> None:
@@ -109,9 +94,8 @@ async def test_a_worker_rebuilds_its_tables_in_bulk_after_a_kill9(deployment) ->
         assert status == 200 and body["sequence"] == 2, (order_id, status, body)
     # the agents work on the restored state: an older version is stale, a newer one applies
     await produce_orders(worker.env, ids[:10], 1, "NEW")
-    await await_condition(
-        lambda: metric_sum(worker, "blotter_events_stale_total") >= 10, 30, "10 stale orders"
-    )
+    stale = "blotter_events_stale_total"
+    await await_condition(lambda: metric(scrape(worker.url), stale) >= 10, 30, "10 stale orders")
     status, body = get_json(f"{worker.url}/v1/objects/Order/{ids[0]}")
     assert body["sequence"] == 2
     await produce_orders(worker.env, ids[:10], 3, "FILLED")
