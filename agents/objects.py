@@ -24,7 +24,6 @@ from app.domain.objects import (
     validate_object,
 )
 from app.serde import AvroSerde
-from tables.common import changelog_handed_over
 from tables.objects import latest_version_table
 
 H_OBJECT_TYPE = "object.type"
@@ -85,7 +84,6 @@ def _register_agent(app: faust.App, pipeline: ObjectPipeline, changes: faust.Top
                 stale.inc()
             else:
                 table[key] = updated
-                await changelog_handed_over(app)
                 await changes.send(
                     key=change_key(object_type.name, row[object_type.key_field]),
                     value=event.message.value,

@@ -46,7 +46,7 @@ from app.pricebook import PriceBook
 from app.producer import CANONICAL_TOPICS
 from app.retry import retry_transient
 from app.serde import AvroSerde
-from tables.common import bytes_table, changelog_handed_over
+from tables.common import bytes_table
 from tables.positions import PositionStore
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,6 @@ class PositionEngine:
         """The Position row on the change feed. Its feed sequence combines the position's
         version with its symbol's price sequence, so a row republished because the price moved
         (same version) still supersedes the previous one, and any new version supersedes both."""
-        await changelog_handed_over(self.app)  # a price tick republishes a just-saved position
         symbol = position.symbol
         row = outputs.position_row(position, self.prices.price(symbol), now_ms())
         sequence = (position.version << PRICE_SEQUENCE_BITS) | (
@@ -199,7 +198,6 @@ class PositionEngine:
         if provisional:
             self.store.add_pending(position_key, trade.trade_id)
         self.store.save(position)  # the commit point: applied ids travel with the position
-        await changelog_handed_over(self.app)
         metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
         metrics.TRADES_CLASSIFIED.labels(classification=classification).inc()
         record = outputs.trade_applied(
@@ -274,7 +272,6 @@ class PositionEngine:
             ),
         )
         self.store.save(rebuilt)
-        await changelog_handed_over(self.app)
         metrics.COLDPATH_REPLAY_SECONDS.observe(time.perf_counter() - started)
         metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
         if not still_pending:
@@ -312,7 +309,6 @@ class PositionEngine:
             fix = correction(position, updated, self.prices.price(position.symbol))
             stamp = now_ms()
             self.store.save(updated)
-            await changelog_handed_over(self.app)
             record = outputs.position_corrected(
                 updated, fix, f"rule:{row['eventId']}", row.get("correlationId"), len(events),
                 stamp,
@@ -325,7 +321,6 @@ class PositionEngine:
             position.version += 1
             updated = position
             self.store.save(updated)
-            await changelog_handed_over(self.app)
         metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
         await self.publish_row(updated)
 

@@ -9,6 +9,16 @@ reliability harness: objects left at an older sequence, trades missing from posi
 `flush()` waits until the buffer is empty *and* the message being handed over is in the client's
 accumulator, which the client's own flush (called next by Faust) then sends.
 
+A table write does not send its changelog record either: Faust puts it in that buffer, whose
+background task hands it to the client later, while `Topic.send` (every output, change-feed,
+re-key and dead-letter record) goes to the client at once. An output could therefore overtake
+the changelog record of the state it describes; after a kill -9 the output was on the broker and
+the state was not, and the redelivered event was applied again at another version (found by the
+long reliability run: TradeApplied at versions 128-131 whose position states never reached the
+changelog, the trades then applied again at 129-134; ADR 0007). `Topic.send` now first hands
+every buffered record to the client (`hand_over_buffered`), so nothing sent overtakes a table
+write made before it.
+
 Faust's consumer drain loop hands every message to the conductor through
 `wait_first(callback(message), suspend_flow.wait())`, which wraps both in tasks and adds two
 more for the service's stopped/crashed events: four tasks and an `asyncio.wait` per message,
@@ -60,6 +70,7 @@ def install() -> bool:
 
     ProducerBuffer._send_pending = _send_pending
     ProducerBuffer.flush = flush
+    _send_after_buffered_records()
     _install_inline_drain_callback()
     _log_offset_gaps()
     _serialize_seek_with_drain()
@@ -89,6 +100,18 @@ async def hand_over_buffered(buffer: Any) -> None:
         await buffer._send_pending(fut)
     if taken:
         buffer.message_sent.set()
+
+
+def _send_after_buffered_records() -> None:
+    from faust.topics import Topic
+
+    original_send = Topic.send
+
+    async def send(self: Any, **kwargs: Any) -> Any:
+        await hand_over_buffered(self.app.producer.buffer)
+        return await original_send(self, **kwargs)
+
+    Topic.send = send
 
 
 _EVENT_WAIT_CODE = asyncio.Event.wait.__code__

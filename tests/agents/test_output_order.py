@@ -1,24 +1,28 @@
 """A handler's outputs are sent only after the changelog records of its table writes are in the
-Kafka client (`tables.common.changelog_handed_over`).
+Kafka client (`Topic.send` hands Faust's producer buffer over first, `app.faust_fixes`).
 
 Found by the long reliability run: Faust buffers changelog records and hands them to the client
 from a background task, while outputs went to the client at once; after a kill -9 the broker had
 TradeApplied at versions 128-131 and the changelog had none of those position states, so the
-redelivered trades were applied again at other versions. Here the producer buffer is a recorder:
-every output send checks that nothing written to a table is still buffered.
+redelivered trades were applied again at other versions. Here the position engine runs with
+Faust's own producer buffer and topics; table writes are buffered records, and every output that
+reaches the client records what was still buffered at that moment.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
 import faust
+import pytest
+from faust.topics import Topic
+from faust.transport.producer import ProducerBuffer
 
 from agents.positions import PositionEngine
+from app import faust_fixes
 from app.config import load_settings
 from app.domain.lot_methods import LotMethodSchedule
 from app.domain.positions import Position
@@ -26,42 +30,29 @@ from app.pricebook import PriceBook
 from app.serde import build_serde
 
 
-class RecordingBuffer:
-    """Faust's ProducerBuffer as far as the hand-over sees it: writes wait in `pending` until
-    they are handed to the client (`_send_pending`)."""
+class Recorder:
+    """Faust's ProducerBuffer holding the table writes (labels), and what reaches the client."""
 
     def __init__(self) -> None:
-        self.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
-        self.pending: asyncio.Queue[str] = asyncio.Queue()
-        self.message_sent = asyncio.Event()
+        self.buffer = ProducerBuffer()
+        self.buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
         self.handed_over: list[str] = []
+        self.sent: list[tuple[str, list[str]]] = []
 
-    def put(self, record: str) -> None:
-        self.pending.put_nowait(record)
+    def put(self, label: str) -> None:
+        self.buffer.put(SimpleNamespace(message=SimpleNamespace(channel=self, label=label)))
 
     def buffered(self) -> list[str]:
-        return list(self.pending._queue)  # type: ignore[attr-defined]
+        return [fut.message.label for fut in self.buffer.pending._queue]  # type: ignore[attr-defined]
 
-    async def _send_pending(self, record: str) -> None:
-        self.handed_over.append(record)
-
-    async def flush(self) -> None:
-        while not self.pending.empty():
-            await self._send_pending(self.pending.get_nowait())
-
-
-class RecordingTopic:
-    def __init__(self, name: str, buffer: RecordingBuffer, sent: list[tuple[str, list[str]]]):
-        self.name, self.buffer, self.sent = name, buffer, sent
-
-    async def send(self, **kwargs: Any) -> None:
-        self.sent.append((self.name, self.buffer.buffered()))
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        self.handed_over.append(fut.message.label)  # a buffered record handed to the client
 
 
 class RecordingStore:
     """PositionStore whose writes are buffered changelog records."""
 
-    def __init__(self, buffer: RecordingBuffer) -> None:
+    def __init__(self, buffer: Recorder) -> None:
         self.buffer = buffer
         self.positions: dict[str, Position] = {}
 
@@ -114,21 +105,33 @@ def trade_row(trade_id: str, side: str, quantity: str, day: dt.date) -> dict[str
     }
 
 
-def engine_with_recorders() -> tuple[PositionEngine, RecordingBuffer, list]:
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[PositionEngine, Recorder, list]:
+    faust_fixes.install()
     app = faust.App("test-output-order", broker="memory://", store="memory://")
-    buffer = RecordingBuffer()
-    sent: list[tuple[str, list[str]]] = []
+    recorder = Recorder()
+    app.producer = SimpleNamespace(buffer=recorder.buffer)  # type: ignore[assignment]
     settings = load_settings({"AUTH_MODE": "disabled", "BUSINESS_DATE": "2026-12-03"})
-    engine = PositionEngine(app, settings, build_serde(None), RecordingStore(buffer), PriceBook())
-    engine.app = SimpleNamespace(producer=SimpleNamespace(buffer=buffer))  # type: ignore[assignment]
-    for attr in ("changes", "trade_applied", "provisional", "corrected", "backdated"):
-        setattr(engine, attr, RecordingTopic(attr, buffer, sent))
+    engine = PositionEngine(
+        app, settings, build_serde(None), RecordingStore(recorder), PriceBook()
+    )
+    names = {
+        getattr(engine, attr).get_topic_name(): attr
+        for attr in ("changes", "trade_applied", "provisional", "corrected", "backdated")
+    }
+
+    async def send_now(topic: Any, *args: Any, **kwargs: Any) -> None:
+        recorder.sent.append((names[topic.get_topic_name()], recorder.buffered()))
+
+    monkeypatch.setattr(Topic, "_send_now", send_now)
     engine.output_schemas_ready = True
-    return engine, buffer, sent
+    return engine, recorder, recorder.sent
 
 
-async def test_trade_outputs_follow_the_changelog_of_the_position_they_describe() -> None:
-    engine, buffer, sent = engine_with_recorders()
+async def test_trade_outputs_follow_the_changelog_of_the_position_they_describe(
+    recorded,
+) -> None:
+    engine, buffer, sent = recorded
     today = dt.date(2026, 12, 3)
     await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
     await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T2", "SELL", "4", today)))
@@ -140,8 +143,8 @@ async def test_trade_outputs_follow_the_changelog_of_the_position_they_describe(
     ]
 
 
-async def test_a_backdated_trade_sends_its_provisional_outputs_after_its_state() -> None:
-    engine, buffer, sent = engine_with_recorders()
+async def test_a_backdated_trade_sends_its_provisional_outputs_after_its_state(recorded) -> None:
+    engine, buffer, sent = recorded
     today = dt.date(2026, 12, 3)
     await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
     late = trade_row("T0", "BUY", "5", today - dt.timedelta(days=2))
@@ -152,8 +155,8 @@ async def test_a_backdated_trade_sends_its_provisional_outputs_after_its_state()
     assert "pending ACC-1:XOM T0" in buffer.handed_over
 
 
-async def test_a_price_tick_republishes_only_handed_over_state() -> None:
-    engine, buffer, sent = engine_with_recorders()
+async def test_a_price_tick_republishes_only_handed_over_state(recorded) -> None:
+    engine, buffer, sent = recorded
     position = engine.store.get_or_create("ACC-1:XOM")
     engine.store.save(position)  # a write whose changelog record is still buffered
     await engine.publish_row(position)
