@@ -4,6 +4,10 @@ Per message: intake (decode, validate, re-key), then the version rule against th
 the change feed. The table write and the change are made in the same event, so a crash after the
 write re-applies nothing (the sequence check makes the redelivery a counted duplicate), and the
 change feed is at-least-once with a sequence that lets consumers drop what they already have.
+
+The agents take their input in batches (`agents.delivery.process_in_batches`, ADR 0008): each
+change is queued behind its table's changelog record in Faust's producer buffer, in order, and
+the buffer is handed to the Kafka client once per batch, before the batch is acknowledged.
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ from dataclasses import dataclass
 import faust
 from faust.types import EventT
 
-from agents.delivery import process_events
+from agents.delivery import process_in_batches
 from agents.intake import Intake, raw_topic
 from app import metrics
+from app.config import Batching
 from app.domain.objects import (
     OBJECT_TYPES,
     ObjectType,
     next_version,
     validate_object,
 )
+from app.faust_fixes import hand_over_buffered
 from app.serde import AvroSerde
 from tables.objects import latest_version_table
 
@@ -42,7 +48,11 @@ def change_key(object_type: str, object_id: str) -> bytes:
 
 
 def register_object_agents(
-    app: faust.App, serde: AvroSerde, partitions: int, changes_topic: str
+    app: faust.App,
+    serde: AvroSerde,
+    partitions: int,
+    changes_topic: str,
+    batching: Batching | None = None,
 ) -> dict[str, ObjectPipeline]:
     """Create the table and agent of every OMS object type; return them by type name."""
     changes = raw_topic(app, changes_topic)
@@ -61,11 +71,13 @@ def register_object_agents(
         table = latest_version_table(app, object_type, partitions)
         pipeline = ObjectPipeline(object_type, intake, table)
         pipelines[object_type.name] = pipeline
-        _register_agent(app, pipeline, changes)
+        _register_agent(app, pipeline, changes, batching or Batching())
     return pipelines
 
 
-def _register_agent(app: faust.App, pipeline: ObjectPipeline, changes: faust.TopicT) -> None:
+def _register_agent(
+    app: faust.App, pipeline: ObjectPipeline, changes: faust.TopicT, batching: Batching
+) -> None:
     object_type, intake, table = pipeline.object_type, pipeline.intake, pipeline.table
     agent_name = f"latest-{object_type.name.lower()}"
     type_header = object_type.name.encode()
@@ -84,7 +96,7 @@ def _register_agent(app: faust.App, pipeline: ObjectPipeline, changes: faust.Top
                 stale.inc()
             else:
                 table[key] = updated
-                await changes.send(
+                changes.send_soon(
                     key=change_key(object_type.name, row[object_type.key_field]),
                     value=event.message.value,
                     headers=[
@@ -95,7 +107,18 @@ def _register_agent(app: faust.App, pipeline: ObjectPipeline, changes: faust.Top
                 applied.inc()
         latency.observe(time.perf_counter() - started)
 
+    async def hand_over() -> None:
+        await hand_over_buffered(app.producer.buffer)
+
     async def process(stream: faust.StreamT) -> None:
-        await process_events(stream, agent_name, handle, intake.dead_letter)
+        await process_in_batches(
+            stream,
+            agent_name,
+            handle,
+            intake.dead_letter,
+            max_events=batching.max_events,
+            within_s=batching.within_s,
+            after_batch=hand_over,
+        )
 
     app.agent(intake.source, name=agent_name)(process)

@@ -36,7 +36,7 @@ from web.page import install_page  # noqa: E402
 from web.routes import RestApi  # noqa: E402
 
 pipelines = register_object_agents(
-    app, serde, settings.topic_partitions, settings.topics.changes
+    app, serde, settings.topic_partitions, settings.topics.changes, settings.batching
 )
 prices = PriceBook()
 positions = register_position_agents(app, settings, serde, prices)

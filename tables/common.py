@@ -9,7 +9,8 @@ partition was revoked must not advance it: records other workers wrote meanwhile
 Leaving it lower only makes the next recovery re-read a few records.
 
 Outputs never overtake these changelog records: `Topic.send` hands every buffered record to the
-Kafka client before it sends (`app.faust_fixes`, ADR 0007).
+Kafka client before it sends (`app.faust_fixes`, ADR 0007), and the object agents queue their
+changes behind them in the same buffer (ADR 0008).
 """
 
 from __future__ import annotations

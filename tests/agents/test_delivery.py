@@ -1,13 +1,17 @@
-"""An interrupted handler leaves its message unacknowledged; a failing one dead-letters it."""
+"""An interrupted handler leaves its message unacknowledged; a failing one dead-letters it.
+
+Every rule is checked for both runners: one event at a time (`process_events`) and in batches
+(`process_in_batches`, whose stream acknowledges a whole batch when the next one is taken).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
+from faust.streams import current_event
 
-from agents.delivery import HandlerFailed, process_events
+from agents.delivery import HandlerFailed, process_events, process_in_batches
 
 
 class FakeConsumer:
@@ -47,10 +51,15 @@ class FakeMessage:
         self.refcount -= 1
 
 
+class FakeEvent:
+    def __init__(self, message: FakeMessage) -> None:
+        self.message = message
+
+
 class FakeStream:
     def __init__(self, n: int) -> None:
         self.app = FakeApp()
-        self.events_list = [SimpleNamespace(message=FakeMessage(i)) for i in range(n)]
+        self.events_list = [FakeEvent(FakeMessage(i)) for i in range(n)]
 
     def events(self):
         self.generator = self._events()
@@ -63,8 +72,41 @@ class FakeStream:
             finally:
                 event.message.decref()  # Faust acks in a finally, even when interrupted
 
+    def take_events(self, max_: int, within: float):
+        self.generator = self._take_events(max_)
+        return self.generator
 
-async def test_completed_events_are_released_for_the_ack() -> None:
+    async def _take_events(self, max_: int):
+        for start in range(0, len(self.events_list), max_):
+            batch = self.events_list[start : start + max_]
+            try:
+                yield list(batch)
+            finally:
+                for event in batch:  # take_events acks the batch in a finally, like events()
+                    event.message.decref()
+
+
+async def one_at_a_time(stream, agent, handler, dead_letter) -> None:
+    await process_events(stream, agent, handler, dead_letter)
+
+
+async def in_batches(stream, agent, handler, dead_letter, after_batch=None) -> None:
+    async def nothing() -> None:
+        pass
+
+    await process_in_batches(
+        stream, agent, handler, dead_letter, max_events=2, within_s=0.01,
+        after_batch=after_batch or nothing,
+    )
+
+
+@pytest.fixture(params=[one_at_a_time, in_batches], ids=["events", "batches"])
+def run(request):
+    """Every rule test below runs with both runners."""
+    return request.param
+
+
+async def test_completed_events_are_released_for_the_ack(run) -> None:
     stream = FakeStream(3)
     seen = []
 
@@ -74,12 +116,12 @@ async def test_completed_events_are_released_for_the_ack() -> None:
     async def dead_letter(event, error) -> None:
         raise AssertionError("nothing to dead-letter")
 
-    await process_events(stream, "a", handler, dead_letter)
+    await run(stream, "a", handler, dead_letter)
     assert seen == [0, 1, 2]
     assert [e.message.refcount for e in stream.events_list] == [0, 0, 0]
 
 
-async def test_an_interrupted_handler_keeps_its_message_unacknowledged() -> None:
+async def test_an_interrupted_handler_keeps_its_message_unacknowledged(run) -> None:
     stream = FakeStream(2)
     started = asyncio.Event()
 
@@ -90,7 +132,7 @@ async def test_an_interrupted_handler_keeps_its_message_unacknowledged() -> None
     async def dead_letter(event, error) -> None:
         raise AssertionError("an interruption is not poison")
 
-    task = asyncio.create_task(process_events(stream, "a", handler, dead_letter))
+    task = asyncio.create_task(run(stream, "a", handler, dead_letter))
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -99,7 +141,7 @@ async def test_an_interrupted_handler_keeps_its_message_unacknowledged() -> None
     assert stream.events_list[0].message.refcount == 1, "the final ack must not happen"
 
 
-async def test_a_failing_handler_dead_letters_and_goes_on() -> None:
+async def test_a_failing_handler_dead_letters_and_goes_on(run) -> None:
     stream = FakeStream(2)
     dead = []
 
@@ -110,13 +152,13 @@ async def test_a_failing_handler_dead_letters_and_goes_on() -> None:
     async def dead_letter(event, error) -> None:
         dead.append((event.message.offset, error))
 
-    await process_events(stream, "a", handler, dead_letter)
+    await run(stream, "a", handler, dead_letter)
     assert [offset for offset, _ in dead] == [0]
     assert isinstance(dead[0][1], HandlerFailed) and dead[0][1].stage == "apply"
     assert [e.message.refcount for e in stream.events_list] == [0, 0]
 
 
-async def test_a_transient_error_is_retried_never_dead_lettered() -> None:
+async def test_a_transient_error_is_retried_never_dead_lettered(run) -> None:
     from app.errors import SchemaRegistryUnavailable
 
     stream = FakeStream(2)
@@ -130,12 +172,12 @@ async def test_a_transient_error_is_retried_never_dead_lettered() -> None:
     async def dead_letter(event, error) -> None:
         raise AssertionError("an outage is not poison")
 
-    await asyncio.wait_for(process_events(stream, "a", handler, dead_letter), 10)
+    await asyncio.wait_for(run(stream, "a", handler, dead_letter), 10)
     assert attempts == [0, 0, 0, 1]
     assert [e.message.refcount for e in stream.events_list] == [0, 0]
 
 
-async def test_a_handler_whose_partition_is_revoked_meanwhile_writes_nothing() -> None:
+async def test_a_handler_whose_partition_is_revoked_meanwhile_writes_nothing(run) -> None:
     from app.ownership import ensure_owned
 
     stream = FakeStream(2)
@@ -153,7 +195,7 @@ async def test_a_handler_whose_partition_is_revoked_meanwhile_writes_nothing() -
     async def dead_letter(event, error) -> None:
         raise AssertionError("a revoked partition is not poison")
 
-    task = asyncio.create_task(process_events(stream, "a", handler, dead_letter))
+    task = asyncio.create_task(run(stream, "a", handler, dead_letter))
     await asyncio.wait_for(waiting.wait(), 5)
     stream.app.revoke(("t", 0))  # the partition moves to another worker
     resume.set()
@@ -162,7 +204,7 @@ async def test_a_handler_whose_partition_is_revoked_meanwhile_writes_nothing() -
     assert [e.message.refcount for e in stream.events_list] == [1, 1], "nothing acknowledged"
 
 
-async def test_a_handler_still_owning_its_partition_after_a_rebalance_is_not_stopped() -> None:
+async def test_a_handler_still_owning_its_partition_after_a_rebalance_is_not_stopped(run) -> None:
     stream = FakeStream(1)
     written: list[int] = []
 
@@ -176,12 +218,12 @@ async def test_a_handler_still_owning_its_partition_after_a_rebalance_is_not_sto
         raise AssertionError("nothing to dead-letter")
 
     stream.app.revoke()  # a rebalance that left ("t", 0) here, before the event started
-    await process_events(stream, "a", handler, dead_letter)
+    await run(stream, "a", handler, dead_letter)
     assert written == [0]
     assert stream.events_list[0].message.refcount == 0
 
 
-async def test_waiting_out_an_outage_stops_once_the_partition_is_revoked() -> None:
+async def test_waiting_out_an_outage_stops_once_the_partition_is_revoked(run) -> None:
     from app.errors import SchemaRegistryUnavailable
 
     stream = FakeStream(1)
@@ -196,12 +238,12 @@ async def test_waiting_out_an_outage_stops_once_the_partition_is_revoked() -> No
     async def dead_letter(event, error) -> None:
         raise AssertionError("an outage is not poison")
 
-    await asyncio.wait_for(process_events(stream, "a", handler, dead_letter), 10)
+    await asyncio.wait_for(run(stream, "a", handler, dead_letter), 10)
     assert attempts == [0, 0], "no attempt after the partition left"
     assert stream.events_list[0].message.refcount == 1
 
 
-async def test_an_event_arriving_during_a_rebalance_waits_for_its_end_then_runs_here() -> None:
+async def test_an_event_arriving_during_a_rebalance_waits_for_its_end_then_runs_here(run) -> None:
     from app import ownership
 
     stream = FakeStream(1)
@@ -215,7 +257,7 @@ async def test_an_event_arriving_during_a_rebalance_waits_for_its_end_then_runs_
         raise AssertionError("nothing to dead-letter")
 
     stream.app.rebalancing = True  # recovery is still running; ("t", 0) stays here
-    task = asyncio.create_task(process_events(stream, "a", handler, dead_letter))
+    task = asyncio.create_task(run(stream, "a", handler, dead_letter))
     for _ in range(5):
         await asyncio.sleep(0)
     assert not task.done() and written == [], "nothing may run before the rebalance ends"
@@ -226,7 +268,7 @@ async def test_an_event_arriving_during_a_rebalance_waits_for_its_end_then_runs_
     assert stream.events_list[0].message.refcount == 0
 
 
-async def test_an_event_waiting_out_a_rebalance_that_moved_its_partition_is_left() -> None:
+async def test_an_event_waiting_out_a_rebalance_that_moved_its_partition_is_left(run) -> None:
     from app import ownership
 
     stream = FakeStream(1)
@@ -238,7 +280,7 @@ async def test_an_event_waiting_out_a_rebalance_that_moved_its_partition_is_left
         raise AssertionError("a revoked partition is not poison")
 
     stream.app.rebalancing = True
-    task = asyncio.create_task(process_events(stream, "a", handler, dead_letter))
+    task = asyncio.create_task(run(stream, "a", handler, dead_letter))
     await asyncio.sleep(0)
     stream.app.consumer.assigned.clear()
     stream.app.consumer_generation_id += 1
@@ -246,3 +288,92 @@ async def test_an_event_waiting_out_a_rebalance_that_moved_its_partition_is_left
     ownership.on_rebalance_end(stream.app)
     await asyncio.wait_for(task, 5)
     assert stream.events_list[0].message.refcount == 1, "left unacknowledged to its owner"
+
+
+async def test_a_batch_is_released_only_after_its_after_batch_step() -> None:
+    stream = FakeStream(5)
+    handled: list[int] = []
+    held_at_hand_over: list[list[int]] = []
+
+    async def handler(event) -> None:
+        handled.append(event.message.offset)
+
+    async def after_batch() -> None:
+        # What the object agents do here: hand the batch's buffered records to the client.
+        held_at_hand_over.append([e.message.refcount for e in stream.events_list])
+
+    async def dead_letter(event, error) -> None:
+        raise AssertionError("nothing to dead-letter")
+
+    await in_batches(stream, "a", handler, dead_letter, after_batch)
+    assert handled == [0, 1, 2, 3, 4]
+    assert held_at_hand_over == [[2, 2, 1, 1, 1], [0, 0, 2, 2, 1], [0, 0, 0, 0, 2]], (
+        "each batch is still held (stream + handler references) when its hand-over runs"
+    )
+    assert [e.message.refcount for e in stream.events_list] == [0] * 5
+
+
+async def test_an_interrupted_hand_over_keeps_the_whole_batch_unacknowledged() -> None:
+    stream = FakeStream(3)
+    handing_over = asyncio.Event()
+
+    async def handler(event) -> None:
+        pass
+
+    async def after_batch() -> None:
+        handing_over.set()
+        await asyncio.sleep(3600)  # e.g. the worker stops while records are handed over
+
+    async def dead_letter(event, error) -> None:
+        raise AssertionError("an interruption is not poison")
+
+    task = asyncio.create_task(in_batches(stream, "a", handler, dead_letter, after_batch))
+    await asyncio.wait_for(handing_over.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await stream.generator.aclose()  # take_events acks the batch in its finally
+    assert [e.message.refcount for e in stream.events_list[:2]] == [1, 1], (
+        "handled but not handed over: no final ack"
+    )
+
+
+async def test_a_transient_error_in_the_hand_over_is_retried() -> None:
+    from app.errors import SchemaRegistryUnavailable
+
+    stream = FakeStream(2)
+    attempts = 0
+
+    async def handler(event) -> None:
+        pass
+
+    async def after_batch() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise SchemaRegistryUnavailable("broker metadata unavailable")
+
+    async def dead_letter(event, error) -> None:
+        raise AssertionError("an outage is not poison")
+
+    await asyncio.wait_for(in_batches(stream, "a", handler, dead_letter, after_batch), 10)
+    assert attempts == 3
+    assert [e.message.refcount for e in stream.events_list] == [0, 0]
+
+
+async def test_each_event_of_a_batch_is_faust_current_event_while_it_is_handled() -> None:
+    """Faust's tables write to the partition of the current event: in a batch that must be the
+    event being handled, not the batch's last one."""
+    stream = FakeStream(4)
+    seen: list[tuple[int, int]] = []
+
+    async def handler(event) -> None:
+        await asyncio.sleep(0)  # across a suspension too
+        seen.append((event.message.offset, current_event().message.offset))
+
+    async def dead_letter(event, error) -> None:
+        raise AssertionError("nothing to dead-letter")
+
+    await in_batches(stream, "a", handler, dead_letter)
+    assert seen == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert current_event() is None, "nothing left set in the caller's context"

@@ -15,7 +15,7 @@ from app.metadata import BLOTTER_OBJECT_TYPES
 from app.serde import build_serde
 from tests.integration.test_orders_slice import order
 from web.blotter.config import BlotterConfig
-from web.blotter.feed import ChangeFeed
+from web.blotter.feed import ChangeFeed, next_poll_time
 from web.blotter.replica import Replica
 
 
@@ -118,13 +118,24 @@ def test_position_keys_keep_their_colon_and_tombstones_delete(feed) -> None:
     assert feed.replica.get("Position", "ACC-1:AAPL") is None
 
 
+def test_feed_polls_at_once_while_catching_up_or_after_a_full_poll() -> None:
+    assert next_poll_time(10.0, 3, 1000, caught_up=False, interval_s=0.01) == 10.0
+    assert next_poll_time(10.0, 1000, 1000, caught_up=True, interval_s=0.01) == 10.0
+
+
+def test_feed_spaces_its_polls_once_caught_up_and_reading_a_trickle() -> None:
+    assert next_poll_time(10.0, 1, 1000, caught_up=True, interval_s=0.01) == pytest.approx(10.01)
+    assert next_poll_time(10.0, 0, 1000, caught_up=True, interval_s=0.0) == 10.0
+
+
 # -- configuration --------------------------------------------------------------------------------
 def test_config_from_env() -> None:
     config = BlotterConfig.from_env(
         {"BLOTTER_BATCH_INTERVAL_MS": "50", "BLOTTER_WS_COMPRESS": "false",
-         "BLOTTER_MAX_PENDING": "25"}
+         "BLOTTER_MAX_PENDING": "25", "BLOTTER_FEED_POLL_INTERVAL_MS": "25"}
     )
     assert config.batch_interval_s == pytest.approx(0.05)
+    assert config.feed_poll_interval_s == pytest.approx(0.025)
     assert config.compress is False and config.max_pending == 25
     assert BlotterConfig.from_env({}) == BlotterConfig()
 

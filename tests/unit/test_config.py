@@ -22,6 +22,8 @@ from web.blotter.config import BlotterConfig
         ({"AUTH_MODE": "jwt"}, "AUTH_MODE"),  # jwt without any key
         ({"WS_SUBSCRIBE_BURST": "0"}, "WS_SUBSCRIBE_BURST"),
         ({"BLOTTER_WS_COMPRESS": "sometimes"}, "BLOTTER_WS_COMPRESS"),
+        ({"AGENT_BATCH_WITHIN_MS": "0"}, "AGENT_BATCH_WITHIN_MS"),  # 0 would wait forever
+        ({"AGENT_BATCH_MAX_EVENTS": "many"}, "AGENT_BATCH_MAX_EVENTS"),
     ],
 )
 def test_errors_name_the_variable(env: dict, variable: str) -> None:
@@ -41,6 +43,14 @@ def test_blank_means_default_and_values_parse() -> None:
     assert env_flag(env, "D", True) is False
     with pytest.raises(ConfigError):
         env_number({"N": "nan"}, "N", 1.0, 0, 1)
+
+
+def test_agent_batching_from_env() -> None:
+    settings = load_settings({"AUTH_MODE": "disabled", "AGENT_BATCH_MAX_EVENTS": "50",
+                              "AGENT_BATCH_WITHIN_MS": "20"})
+    assert (settings.batching.max_events, settings.batching.within_s) == (50, 0.02)
+    default = load_settings({"AUTH_MODE": "disabled"}).batching
+    assert (default.max_events, default.within_s) == (500, 0.01)
 
 
 def test_broker_url_forms_and_topic_prefix() -> None:

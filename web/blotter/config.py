@@ -20,6 +20,9 @@ class BlotterConfig:
 
     #: Changes are coalesced per connection for at most this long before a frame leaves.
     batch_interval_s: float = 0.02
+    #: Once caught up, the change feed polls the change topic at most this often, so a steady
+    #: trickle of changes is read in batches rather than one poll per change.
+    feed_poll_interval_s: float = 0.01
     #: Rows per `snapshot`/`changes` message.
     max_batch_rows: int = 500
     #: Credits of a subscription that did not say (`credits` omitted on subscribe).
@@ -51,6 +54,8 @@ class BlotterConfig:
         return cls(
             batch_interval_s=env_number(env, "BLOTTER_BATCH_INTERVAL_MS", d.batch_interval_s * 1000,
                                      0, 10_000) / 1000,
+            feed_poll_interval_s=env_number(env, "BLOTTER_FEED_POLL_INTERVAL_MS",
+                                            d.feed_poll_interval_s * 1000, 0, 1000) / 1000,
             max_batch_rows=int(env_number(env, "BLOTTER_MAX_BATCH_ROWS", d.max_batch_rows, 1,
                                        100_000)),
             default_credits=int(env_number(env, "BLOTTER_DEFAULT_CREDITS", d.default_credits, 0,

@@ -41,7 +41,12 @@ class BlotterService:
         self.replica = Replica(tuple(BLOTTER_OBJECT_TYPES))
         self.fanout = FanOut(self.replica)
         self.feed = ChangeFeed(
-            bootstrap_servers, changes_topic, serde, self.replica, client_id=client_id
+            bootstrap_servers,
+            changes_topic,
+            serde,
+            self.replica,
+            client_id=client_id,
+            poll_interval_s=self.config.feed_poll_interval_s,
         )
         self.stream = StreamHandler(self)
         #: Resolves the caller of a handshake: by default the one the auth middleware verified.
