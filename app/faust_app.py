@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 
-from app import embedded, faust_fixes, logs, membership, metrics, ownership
+from app import embedded, faust_fixes, logs, membership, metrics, ownership, send_batching
 from app.broker import EmbeddedBroker, create_topics, port_open
 from app.config import Settings
 from tables import guard
@@ -146,6 +146,7 @@ class BlotterApp(faust.App):
 def create_app(settings: Settings) -> BlotterApp:
     """A configured, not yet started, app (agents and views are registered by the caller)."""
     faust_fixes.install()
+    send_batching.install()
     if settings.leave_group_on_shutdown:
         membership.install_leave_group_on_shutdown()
     if settings.embedded_broker:
