@@ -8,9 +8,6 @@ partition, on that worker's one event loop. Each agent reads the position, compu
 it back without an `await` in between, so a coldpath replay and a hotpath trade can never
 interleave on one position: a replay always covers every trade applied before it, and a trade
 applied after it sees the replayed state. See docs/adr/0002-positions-and-coldpath.md.
-
-The agents take their input in batches, and every output is queued behind the changelog records
-of the writes it describes (`Topic.send_soon`; docs/adr/0008-batched-object-agents.md).
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from agents.delivery import process_in_batches
+from agents.delivery import process_events
 from agents.intake import Intake, raw_topic
 from agents.objects import H_OBJECT_TYPE, H_SEQUENCE, change_key
 from app import metrics
@@ -133,7 +130,7 @@ class PositionEngine:
             )
             self.output_schemas_ready = True
 
-    def publish_row(self, position: Position) -> None:
+    async def publish_row(self, position: Position) -> None:
         """The Position row on the change feed. Its feed sequence combines the position's
         version with its symbol's price sequence, so a row republished because the price moved
         (same version) still supersedes the previous one, and any new version supersedes both."""
@@ -142,7 +139,7 @@ class PositionEngine:
         sequence = (position.version << PRICE_SEQUENCE_BITS) | (
             self.prices.sequence(symbol) & PRICE_SEQUENCE_MASK
         )
-        self.changes.send_soon(
+        await self.changes.send(
             key=change_key("Position", position.position_key),
             value=self.serde.encode(row, "Position", POSITION_ROW_SUBJECT),
             headers=[(H_OBJECT_TYPE, b"Position"), (H_SEQUENCE, str(sequence).encode())],
@@ -150,14 +147,10 @@ class PositionEngine:
 
     def on_price(self, symbol: str, price: object) -> None:
         """Republish the rows of this worker's positions in `symbol` (unrealized P&L and
-        exposure move with the price). The rows are queued behind any buffered write of the
-        same positions; a row that cannot be built is skipped, never the price follower."""
+        exposure move with the price)."""
         for position in self.store.cached():
             if position.symbol == symbol and position.lot_count:
-                try:
-                    self.publish_row(position)
-                except Exception:
-                    log.exception("could not republish %s at a new price", position.position_key)
+                self.app.loop.create_task(self.publish_row(position))
 
     def update_provisional_gauges(self) -> None:
         metrics.POSITIONS_PROVISIONAL.set(len(self.provisional_since))
@@ -217,10 +210,10 @@ class PositionEngine:
             last_applied_trade_id=last_trade_id,
         )
         if provisional:
-            self.provisional.send_soon(
+            await self.provisional.send(
                 key=key, value=self.encode(record, "ProvisionalTradeApplied", "provisional")
             )
-            self.backdated.send_soon(
+            await self.backdated.send(
                 key=key,
                 value=event.message.value,
                 headers=[(H_PROVISIONAL_VERSION, str(result.version).encode())],
@@ -229,10 +222,10 @@ class PositionEngine:
             self.coldpath_pending += 1
             self.update_provisional_gauges()
         else:
-            self.trade_applied.send_soon(
+            await self.trade_applied.send(
                 key=key, value=self.encode(record, "TradeApplied", "trade_applied")
             )
-        self.publish_row(position)
+        await self.publish_row(position)
 
     # -- coldpath -------------------------------------------------------------------------
     async def on_backdated(self, event: EventT, intake: Intake) -> None:
@@ -287,10 +280,10 @@ class PositionEngine:
         record = outputs.position_corrected(
             rebuilt, fix, trade.trade_id, trade.correlation_id, len(events), stamp
         )
-        self.corrected.send_soon(
+        await self.corrected.send(
             key=key, value=self.encode(record, "HistoricalPositionCorrected", "corrected")
         )
-        self.publish_row(rebuilt)
+        await self.publish_row(rebuilt)
 
     # -- contract rules -------------------------------------------------------------------
     async def on_contract_rule(self, event: EventT, intake: Intake) -> None:
@@ -320,7 +313,7 @@ class PositionEngine:
                 updated, fix, f"rule:{row['eventId']}", row.get("correlationId"), len(events),
                 stamp,
             )
-            self.corrected.send_soon(
+            await self.corrected.send(
                 key=key, value=self.encode(record, "HistoricalPositionCorrected", "corrected")
             )
         else:
@@ -329,7 +322,7 @@ class PositionEngine:
             updated = position
             self.store.save(updated)
         metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
-        self.publish_row(updated)
+        await self.publish_row(updated)
 
 
 POSITION_ROW_SUBJECT = "position-value"
@@ -393,14 +386,7 @@ def register_position_agents(
             latency.observe(time.perf_counter() - started)
 
         async def process(stream: faust.StreamT) -> None:
-            await process_in_batches(
-                stream,
-                agent,
-                handle,
-                intake.dead_letter,
-                max_events=settings.batching.max_events,
-                within_s=settings.batching.within_s,
-            )
+            await process_events(stream, agent, handle, intake.dead_letter)
 
         return process
 
