@@ -52,7 +52,7 @@ def register_object_agents(
     serde: AvroSerde,
     partitions: int,
     changes_topic: str,
-    batching: Batching | None = None,
+    batching: Batching,
 ) -> dict[str, ObjectPipeline]:
     """Create the table and agent of every OMS object type; return them by type name."""
     changes = raw_topic(app, changes_topic)
@@ -71,7 +71,7 @@ def register_object_agents(
         table = latest_version_table(app, object_type, partitions)
         pipeline = ObjectPipeline(object_type, intake, table)
         pipelines[object_type.name] = pipeline
-        _register_agent(app, pipeline, changes, batching or Batching())
+        _register_agent(app, pipeline, changes, batching)
     return pipelines
 
 
