@@ -79,6 +79,8 @@ def validate_contract_rule(row: Mapping[str, Any]) -> None:
     key = row.get("positionKey")
     if not isinstance(key, str) or ":" not in key or key.startswith(":") or key.endswith(":"):
         raise ValidationError("positionKey must be account:symbol")
+    if not key.isprintable():  # the store's keys rely on it (tables/positions.py)
+        raise ValidationError("positionKey contains control characters")
     if row.get("lotMethod") not in LOT_METHODS:
         raise ValidationError(f"lotMethod has an unknown value {row.get('lotMethod')!r}")
     if not isinstance(row.get("effectiveFrom"), date):
@@ -173,6 +175,7 @@ class PositionEngine:
         if position.is_applied(trade.trade_id):
             metrics.TRADES_DUPLICATE.inc()
             metrics.EVENTS_STALE.labels(topic=intake.topic).inc()
+            await self.resend_after_redelivery(event, key, position, trade.trade_id)
             return
         classification = classify(position, trade, self.settings.business_date)
         last_trade_id = position.last_key[2] if position.last_key else None
@@ -227,6 +230,19 @@ class PositionEngine:
             )
         await self.publish_row(position)
 
+    async def resend_after_redelivery(
+        self, event: EventT, key: bytes, position: Position, trade_id: str
+    ) -> None:
+        """A trade delivered again after a crash may have had its state written but not its
+        outputs: the offset is committed only after the outputs were acknowledged, so a
+        redelivery is exactly when they may be missing. The coldpath copy of a trade still
+        pending is sent again (without it the position would stay PROVISIONAL; the coldpath
+        counts a second copy as stale), and the row shows the position as it is."""
+        if trade_id in self.store.pending_trades(position.position_key):
+            metrics.COLDPATH_RESENT.inc()
+            await self.backdated.send(key=key, value=event.message.value)
+        await self.publish_row(position)
+
     # -- coldpath -------------------------------------------------------------------------
     async def on_backdated(self, event: EventT, intake: Intake) -> None:
         await self.ensure_output_schemas(intake.topic)
@@ -249,7 +265,7 @@ class PositionEngine:
         started = time.perf_counter()
         events = list(self.store.events(position_key, position.version))
         price = self.prices.price(position.symbol)
-        still_pending = self.store.remove_pending(position_key, trade.trade_id)
+        still_pending = [t for t in self.store.pending_trades(position_key) if t != trade.trade_id]
         rebuilt = replay(
             position_key,
             history_trades(events),
@@ -272,6 +288,10 @@ class PositionEngine:
             ),
         )
         self.store.save(rebuilt)
+        # After the position: a crash that keeps the rebuilt state but loses this write replays
+        # the trade once more (a correction with no change); the other order would leave the
+        # position PROVISIONAL with nothing pending to replay.
+        self.store.set_pending(position_key, still_pending)
         metrics.COLDPATH_REPLAY_SECONDS.observe(time.perf_counter() - started)
         metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
         if not still_pending:

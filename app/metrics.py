@@ -166,6 +166,12 @@ COLDPATH_QUEUE_DEPTH = Gauge(
     "Backdated trades routed to the coldpath and not yet reconciled.",
     registry=REGISTRY,
 )
+COLDPATH_RESENT = Counter(
+    "blotter_coldpath_resent",
+    "Backdated trades sent to the coldpath again because their trade was redelivered while "
+    "still pending (its first copy may have been lost in a crash).",
+    registry=REGISTRY,
+)
 COLDPATH_REPLAY_SECONDS = Histogram(
     "blotter_coldpath_replay_seconds",
     "Time to rebuild one position from its full history and publish the correction.",

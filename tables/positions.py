@@ -1,14 +1,24 @@
-"""Position state and its append-only event history, as two RocksDB-backed Faust tables.
+"""Position state, its append-only event history and its coldpath bookkeeping, in ONE
+RocksDB-backed Faust table (`positions`), so one changelog partition holds all of a position's
+writes in the order they were made.
 
-- `positions`: positionKey -> position state (JSON bytes). The applied-trade-id set lives inside
-  the state, so "this trade is applied" and the position change are one table write: a crash
-  between the write and the offset commit turns the redelivery into a counted duplicate.
-- `position-history`: positionKey + NUL + 8-byte big-endian version -> one history event (JSON).
-  Appending writes one small record; the history is never rewritten. Reading it back for a
-  replay is one point lookup per version (versions are dense: 1..V).
+Keys (position keys are printable text, so NUL and SOH never occur in them):
+- positionKey -> position state (JSON bytes). The applied-trade-id set lives inside the state, so
+  "this trade is applied" and the position change are one record: a crash between the write and
+  the offset commit turns the redelivery into a counted duplicate.
+- positionKey + NUL + 8-byte big-endian version -> one history event (JSON). Appending writes one
+  small record; the history is never rewritten. Reading it back for a replay is one point lookup
+  per version (versions are dense: 1..V).
+- positionKey + SOH -> the backdated trade ids applied provisionally and not yet replayed.
 
-Writes are ordered history first, position last: if a crash loses the position write, the
-redelivered trade is applied again at the same version and overwrites the same history key.
+The hotpath writes history and pending first, position last; the coldpath writes the rebuilt
+position before it removes the replayed trade from pending. A crash keeps a prefix of one
+partition's records: if the position record survived, so did everything written before it, and
+if it was lost, the redelivered trade is applied again at the same version and overwrites the
+same history key. Separate tables would give no such guarantee: their changelogs are different
+topics, and the Kafka client may deliver a later record of one before an earlier record of
+another (found by the long reliability run with batched position agents: a position survived a
+kill -9 without the pending record written before it, ADR 0010).
 
 A bounded in-memory cache of decoded positions saves decoding 1,000 lots per trade. It is valid
 for one ownership epoch only (`app.ownership`): after any rebalance another worker may have
@@ -40,24 +50,19 @@ def history_key(position_key: str, version: int) -> bytes:
     return position_key.encode() + b"\x00" + _VERSION.pack(version)
 
 
+def pending_key(position_key: str) -> bytes:
+    return position_key.encode() + b"\x01"
+
+
 class PositionStore:
-    """Load/save positions and their history through the two tables."""
+    """Load/save positions, their history and their pending backdated trades."""
 
     def __init__(self, app: faust.App, partitions: int, default_lot_method: str) -> None:
         self.positions = bytes_table(
-            app, "positions", partitions, "position state per positionKey"
-        )
-        self.history = bytes_table(
             app,
-            "position-history",
+            "positions",
             partitions,
-            "append-only event history per positionKey and version",
-        )
-        self.pending = bytes_table(
-            app,
-            "coldpath-pending",
-            partitions,
-            "backdated trade ids applied provisionally and not yet replayed, per position",
+            "position state, event history and pending backdated trades per positionKey",
         )
         self.app = app
         self.default_lot_method = default_lot_method
@@ -110,30 +115,27 @@ class PositionStore:
             cache.popitem(last=False)
 
     def pending_trades(self, position_key: str) -> list[str]:
-        raw = self.pending.get(position_key.encode())
+        raw = self.positions.get(pending_key(position_key))
         return orjson.loads(raw) if raw else []
 
     def add_pending(self, position_key: str, trade_id: str) -> None:
         pending = self.pending_trades(position_key)
         if trade_id not in pending:
             pending.append(trade_id)
-            self.pending[position_key.encode()] = orjson.dumps(pending)
+            self.positions[pending_key(position_key)] = orjson.dumps(pending)
 
-    def remove_pending(self, position_key: str, trade_id: str) -> list[str]:
-        """Drop `trade_id`; return the ids still waiting for the coldpath."""
-        pending = self.pending_trades(position_key)
-        if trade_id in pending:
-            pending.remove(trade_id)
-            self.pending[position_key.encode()] = orjson.dumps(pending)
-        return pending
+    def set_pending(self, position_key: str, trade_ids: list[str]) -> None:
+        """Write the ids still waiting for the coldpath (after a replay)."""
+        if trade_ids != self.pending_trades(position_key):
+            self.positions[pending_key(position_key)] = orjson.dumps(trade_ids)
 
     def append(self, position_key: str, event: HistoryEvent) -> None:
-        self.history[history_key(position_key, event.version)] = orjson.dumps(event.to_dict())
+        self.positions[history_key(position_key, event.version)] = orjson.dumps(event.to_dict())
 
     def events(self, position_key: str, upto_version: int) -> Iterator[HistoryEvent]:
         """History events 1..upto_version in version order (missing versions are skipped:
         a position created by a contract rule has versions without trades)."""
         for version in range(1, upto_version + 1):
-            raw = self.history.get(history_key(position_key, version))
+            raw = self.positions.get(history_key(position_key, version))
             if raw is not None:
                 yield HistoryEvent.from_dict(orjson.loads(raw))

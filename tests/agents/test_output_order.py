@@ -55,6 +55,8 @@ class RecordingStore:
     def __init__(self, buffer: Recorder) -> None:
         self.buffer = buffer
         self.positions: dict[str, Position] = {}
+        self.pending: dict[str, list[str]] = {}
+        self.history: dict[str, list[Any]] = {}
 
     def get_or_create(self, key: str) -> Position:
         account, _, symbol = key.partition(":")
@@ -66,12 +68,25 @@ class RecordingStore:
         return self.positions.get(key)
 
     def append(self, key: str, event: Any) -> None:
+        self.history.setdefault(key, []).append(event)
         self.buffer.put(f"history {key} v{event.version}")
 
+    def events(self, key: str, upto_version: int) -> list[Any]:
+        return [e for e in self.history.get(key, []) if e.version <= upto_version]
+
+    def set_pending(self, key: str, trade_ids: list[str]) -> None:
+        self.pending[key] = list(trade_ids)
+        self.buffer.put(f"pending {key} {trade_ids}")
+
     def add_pending(self, key: str, trade_id: str) -> None:
+        self.pending.setdefault(key, []).append(trade_id)
         self.buffer.put(f"pending {key} {trade_id}")
 
+    def pending_trades(self, key: str) -> list[str]:
+        return list(self.pending.get(key, []))
+
     def save(self, position: Position) -> None:
+        self.positions[position.position_key] = position
         self.buffer.put(f"position {position.position_key} v{position.version}")
 
     def cached(self) -> list[Position]:
@@ -162,3 +177,48 @@ async def test_a_price_tick_republishes_only_handed_over_state(recorded) -> None
     await engine.publish_row(position)
     assert sent == [("changes", [])]
     assert buffer.handed_over == ["position ACC-1:XOM v0"]
+
+
+async def test_a_redelivered_pending_trade_sends_its_coldpath_copy_again(recorded) -> None:
+    """After a crash that kept the state of a provisional trade but lost its copy to the
+    coldpath, the redelivery is a duplicate; without a second copy the position would stay
+    PROVISIONAL."""
+    engine, _buffer, sent = recorded
+    today = dt.date(2026, 12, 3)
+    await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
+    late = trade_row("T0", "BUY", "5", today - dt.timedelta(days=2))
+    event = SimpleNamespace(message=SimpleNamespace(value=b"the input record"))
+    await engine.on_trade(event, AcceptingIntake(late))
+    del sent[:]
+    await engine.on_trade(event, AcceptingIntake(late))
+    assert [name for name, _ in sent] == ["backdated", "changes"]
+    assert engine.store.get("ACC-1:XOM").version == 2, "the redelivery changes nothing"
+
+
+async def test_a_redelivered_trade_no_longer_pending_only_republishes_its_row(recorded) -> None:
+    engine, _buffer, sent = recorded
+    today = dt.date(2026, 12, 3)
+    row = trade_row("T1", "BUY", "10", today)
+    await engine.on_trade(SimpleNamespace(), AcceptingIntake(row))
+    del sent[:]
+    await engine.on_trade(SimpleNamespace(), AcceptingIntake(row))
+    assert [name for name, _ in sent] == ["changes"]
+
+
+async def test_a_replay_writes_the_rebuilt_position_before_it_clears_pending(recorded) -> None:
+    """A crash keeps a prefix of the position's writes: had the pending record been cleared
+    first, a crash before the rebuilt state would leave the position PROVISIONAL with nothing
+    left to replay (the redelivered copy would be counted stale)."""
+    engine, buffer, _sent = recorded
+    today = dt.date(2026, 12, 3)
+    await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
+    late = trade_row("T0", "BUY", "5", today - dt.timedelta(days=2))
+    event = SimpleNamespace(message=SimpleNamespace(value=b"the input record"))
+    await engine.on_trade(event, AcceptingIntake(late))
+    await engine.on_backdated(event, AcceptingIntake(late))
+    await faust_fixes.hand_over_buffered(buffer.buffer)
+    writes = buffer.handed_over
+    assert writes[-3:] == [
+        "history ACC-1:XOM v3", "position ACC-1:XOM v3", "pending ACC-1:XOM []",
+    ]
+    assert engine.store.get("ACC-1:XOM").status == "RECONCILED"
