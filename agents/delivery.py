@@ -34,6 +34,7 @@ from faust.types import EventT
 
 from app import metrics, ownership
 from app.errors import PartitionRevoked, PoisonMessage
+from app.faust_fixes import hand_over_buffered
 from app.logs import bind_context, reset_context
 from app.retry import retry_transient
 
@@ -67,10 +68,12 @@ async def process_in_batches(
     *,
     max_events: int,
     within_s: float,
-    after_batch: Callable[[], Awaitable[None]],
+    after_batch: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """`process_events` over batches of up to `max_events` events (waiting at most `within_s`
     for a batch to fill), with `after_batch` awaited before any event of the batch is released.
+    By default that hands Faust's producer buffer to the Kafka client: what the handlers queued
+    with `Topic.send_soon`, behind their table writes' changelog records (ADR 0008).
 
     Faust's per-event costs stay, but what a handler queues (`Topic.send_soon`) leaves as one
     burst per batch instead of one produce per event and loop trip (docs/benchmarks.md). Each
@@ -81,6 +84,8 @@ async def process_in_batches(
     on each message keeps that from acknowledging what was not finished.
     """
     app = stream.app
+    if after_batch is None:
+        after_batch = partial(_hand_over_producer_buffer, app)
     async for events in stream.take_events(max_events, within_s):
         for event in events:
             event.message.incref()
@@ -95,6 +100,10 @@ async def process_in_batches(
         await retry_transient(after_batch, agent)
         for event in finished:
             event.message.decref()
+
+
+async def _hand_over_producer_buffer(app: Any) -> None:
+    await hand_over_buffered(app.producer.buffer)
 
 
 async def _run_one(

@@ -28,7 +28,6 @@ from app.domain.objects import (
     next_version,
     validate_object,
 )
-from app.faust_fixes import hand_over_buffered
 from app.serde import AvroSerde
 from tables.objects import latest_version_table
 
@@ -107,9 +106,6 @@ def _register_agent(
                 applied.inc()
         latency.observe(time.perf_counter() - started)
 
-    async def hand_over() -> None:
-        await hand_over_buffered(app.producer.buffer)
-
     async def process(stream: faust.StreamT) -> None:
         await process_in_batches(
             stream,
@@ -118,7 +114,6 @@ def _register_agent(
             intake.dead_letter,
             max_events=batching.max_events,
             within_s=batching.within_s,
-            after_batch=hand_over,
         )
 
     app.agent(intake.source, name=agent_name)(process)

@@ -8,6 +8,9 @@ partition, on that worker's one event loop. Each agent reads the position, compu
 it back without an `await` in between, so a coldpath replay and a hotpath trade can never
 interleave on one position: a replay always covers every trade applied before it, and a trade
 applied after it sees the replayed state. See docs/adr/0002-positions-and-coldpath.md.
+
+The agents take their input in batches, and every output is queued behind the changelog records
+of the writes it describes (`Topic.send_soon`; docs/adr/0008-batched-object-agents.md).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from agents.delivery import process_events
+from agents.delivery import process_in_batches
 from agents.intake import Intake, raw_topic
 from agents.objects import H_OBJECT_TYPE, H_SEQUENCE, change_key
 from app import metrics
@@ -132,7 +135,7 @@ class PositionEngine:
             )
             self.output_schemas_ready = True
 
-    async def publish_row(self, position: Position) -> None:
+    def publish_row(self, position: Position) -> None:
         """The Position row on the change feed. Its feed sequence combines the position's
         version with its symbol's price sequence, so a row republished because the price moved
         (same version) still supersedes the previous one, and any new version supersedes both."""
@@ -141,7 +144,7 @@ class PositionEngine:
         sequence = (position.version << PRICE_SEQUENCE_BITS) | (
             self.prices.sequence(symbol) & PRICE_SEQUENCE_MASK
         )
-        await self.changes.send(
+        self.changes.send_soon(
             key=change_key("Position", position.position_key),
             value=self.serde.encode(row, "Position", POSITION_ROW_SUBJECT),
             headers=[(H_OBJECT_TYPE, b"Position"), (H_SEQUENCE, str(sequence).encode())],
@@ -149,10 +152,14 @@ class PositionEngine:
 
     def on_price(self, symbol: str, price: object) -> None:
         """Republish the rows of this worker's positions in `symbol` (unrealized P&L and
-        exposure move with the price)."""
+        exposure move with the price). The rows are queued behind any buffered write of the
+        same positions; a row that cannot be built is skipped, never the price follower."""
         for position in self.store.cached():
             if position.symbol == symbol and position.lot_count:
-                self.app.loop.create_task(self.publish_row(position))
+                try:
+                    self.publish_row(position)
+                except Exception:
+                    log.exception("could not republish %s at a new price", position.position_key)
 
     def update_provisional_gauges(self) -> None:
         metrics.POSITIONS_PROVISIONAL.set(len(self.provisional_since))
@@ -175,7 +182,7 @@ class PositionEngine:
         if position.is_applied(trade.trade_id):
             metrics.TRADES_DUPLICATE.inc()
             metrics.EVENTS_STALE.labels(topic=intake.topic).inc()
-            await self.resend_after_redelivery(event, key, position, trade.trade_id)
+            self.resend_after_redelivery(event, key, position, trade.trade_id)
             return
         classification = classify(position, trade, self.settings.business_date)
         last_trade_id = position.last_key[2] if position.last_key else None
@@ -213,10 +220,10 @@ class PositionEngine:
             last_applied_trade_id=last_trade_id,
         )
         if provisional:
-            await self.provisional.send(
+            self.provisional.send_soon(
                 key=key, value=self.encode(record, "ProvisionalTradeApplied", "provisional")
             )
-            await self.backdated.send(
+            self.backdated.send_soon(
                 key=key,
                 value=event.message.value,
                 headers=[(H_PROVISIONAL_VERSION, str(result.version).encode())],
@@ -225,12 +232,12 @@ class PositionEngine:
             self.coldpath_pending += 1
             self.update_provisional_gauges()
         else:
-            await self.trade_applied.send(
+            self.trade_applied.send_soon(
                 key=key, value=self.encode(record, "TradeApplied", "trade_applied")
             )
-        await self.publish_row(position)
+        self.publish_row(position)
 
-    async def resend_after_redelivery(
+    def resend_after_redelivery(
         self, event: EventT, key: bytes, position: Position, trade_id: str
     ) -> None:
         """A trade delivered again after a crash may have had its state written but not its
@@ -240,8 +247,8 @@ class PositionEngine:
         counts a second copy as stale), and the row shows the position as it is."""
         if trade_id in self.store.pending_trades(position.position_key):
             metrics.COLDPATH_RESENT.inc()
-            await self.backdated.send(key=key, value=event.message.value)
-        await self.publish_row(position)
+            self.backdated.send_soon(key=key, value=event.message.value)
+        self.publish_row(position)
 
     # -- coldpath -------------------------------------------------------------------------
     async def on_backdated(self, event: EventT, intake: Intake) -> None:
@@ -300,10 +307,10 @@ class PositionEngine:
         record = outputs.position_corrected(
             rebuilt, fix, trade.trade_id, trade.correlation_id, len(events), stamp
         )
-        await self.corrected.send(
+        self.corrected.send_soon(
             key=key, value=self.encode(record, "HistoricalPositionCorrected", "corrected")
         )
-        await self.publish_row(rebuilt)
+        self.publish_row(rebuilt)
 
     # -- contract rules -------------------------------------------------------------------
     async def on_contract_rule(self, event: EventT, intake: Intake) -> None:
@@ -333,7 +340,7 @@ class PositionEngine:
                 updated, fix, f"rule:{row['eventId']}", row.get("correlationId"), len(events),
                 stamp,
             )
-            await self.corrected.send(
+            self.corrected.send_soon(
                 key=key, value=self.encode(record, "HistoricalPositionCorrected", "corrected")
             )
         else:
@@ -342,7 +349,7 @@ class PositionEngine:
             updated = position
             self.store.save(updated)
         metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
-        await self.publish_row(updated)
+        self.publish_row(updated)
 
 
 POSITION_ROW_SUBJECT = "position-value"
@@ -406,7 +413,14 @@ def register_position_agents(
             latency.observe(time.perf_counter() - started)
 
         async def process(stream: faust.StreamT) -> None:
-            await process_events(stream, agent, handle, intake.dead_letter)
+            await process_in_batches(
+                stream,
+                agent,
+                handle,
+                intake.dead_letter,
+                max_events=settings.batching.max_events,
+                within_s=settings.batching.within_s,
+            )
 
         return process
 

@@ -1,12 +1,13 @@
-"""A handler's outputs are sent only after the changelog records of its table writes are in the
-Kafka client (`Topic.send` hands Faust's producer buffer over first, `app.faust_fixes`).
+"""A handler's outputs reach the Kafka client only after the changelog records of its table
+writes (ADR 0007): the position engine queues them with `Topic.send_soon` behind those records
+in Faust's producer buffer, which is handed to the client in order once per batch (ADR 0008).
 
 Found by the long reliability run: Faust buffers changelog records and hands them to the client
 from a background task, while outputs went to the client at once; after a kill -9 the broker had
 TradeApplied at versions 128-131 and the changelog had none of those position states, so the
 redelivered trades were applied again at other versions. Here the position engine runs with
-Faust's own producer buffer and topics; table writes are buffered records, and every output that
-reaches the client records what was still buffered at that moment.
+Faust's own producer buffer and topics; table writes are buffered records, and the test reads the
+order in which the buffer hands records and outputs to the client.
 """
 
 from __future__ import annotations
@@ -26,24 +27,22 @@ from app import faust_fixes
 from app.config import load_settings
 from app.domain.lot_methods import LotMethodSchedule
 from app.domain.positions import Position
+from app.faust_fixes import hand_over_buffered
 from app.pricebook import PriceBook
 from app.serde import build_serde
 
 
 class Recorder:
-    """Faust's ProducerBuffer holding the table writes (labels), and what reaches the client."""
+    """Faust's ProducerBuffer holding table writes (labels) and outputs, and what reaches the
+    client, in order."""
 
     def __init__(self) -> None:
         self.buffer = ProducerBuffer()
         self.buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
         self.handed_over: list[str] = []
-        self.sent: list[tuple[str, list[str]]] = []
 
     def put(self, label: str) -> None:
         self.buffer.put(SimpleNamespace(message=SimpleNamespace(channel=self, label=label)))
-
-    def buffered(self) -> list[str]:
-        return [fut.message.label for fut in self.buffer.pending._queue]  # type: ignore[attr-defined]
 
     async def publish_message(self, fut: Any, wait: bool = False) -> None:
         self.handed_over.append(fut.message.label)  # a buffered record handed to the client
@@ -121,11 +120,13 @@ def trade_row(trade_id: str, side: str, quantity: str, day: dt.date) -> dict[str
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[PositionEngine, Recorder, list]:
+def recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[PositionEngine, Recorder]:
     faust_fixes.install()
     app = faust.App("test-output-order", broker="memory://", store="memory://")
     recorder = Recorder()
-    app.producer = SimpleNamespace(buffer=recorder.buffer)  # type: ignore[assignment]
+    app.producer = SimpleNamespace(  # type: ignore[assignment]
+        buffer=recorder.buffer, send_soon=recorder.buffer.put
+    )
     settings = load_settings({"AUTH_MODE": "disabled", "BUSINESS_DATE": "2026-12-03"})
     engine = PositionEngine(
         app, settings, build_serde(None), RecordingStore(recorder), PriceBook()
@@ -135,90 +136,98 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[PositionEngine, Recorder,
         for attr in ("changes", "trade_applied", "provisional", "corrected", "backdated")
     }
 
-    async def send_now(topic: Any, *args: Any, **kwargs: Any) -> None:
-        recorder.sent.append((names[topic.get_topic_name()], recorder.buffered()))
+    async def publish_message(topic: Any, fut: Any, wait: bool = False) -> None:
+        recorder.handed_over.append(names[topic.get_topic_name()])  # an output reaches the client
 
-    monkeypatch.setattr(Topic, "_send_now", send_now)
+    monkeypatch.setattr(Topic, "publish_message", publish_message)
     engine.output_schemas_ready = True
-    return engine, recorder, recorder.sent
+    return engine, recorder
 
 
 async def test_trade_outputs_follow_the_changelog_of_the_position_they_describe(
     recorded,
 ) -> None:
-    engine, buffer, sent = recorded
+    engine, buffer = recorded
     today = dt.date(2026, 12, 3)
     await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
     await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T2", "SELL", "4", today)))
-    assert [name for name, _ in sent] == ["trade_applied", "changes"] * 2
-    assert all(still_buffered == [] for _, still_buffered in sent), sent
+    assert buffer.handed_over == [], "nothing reaches the client before the batch ends"
+    await hand_over_buffered(buffer.buffer)
     assert buffer.handed_over == [
-        "history ACC-1:XOM v1", "position ACC-1:XOM v1",
-        "history ACC-1:XOM v2", "position ACC-1:XOM v2",
+        "history ACC-1:XOM v1", "position ACC-1:XOM v1", "trade_applied", "changes",
+        "history ACC-1:XOM v2", "position ACC-1:XOM v2", "trade_applied", "changes",
     ]
 
 
 async def test_a_backdated_trade_sends_its_provisional_outputs_after_its_state(recorded) -> None:
-    engine, buffer, sent = recorded
+    engine, buffer = recorded
     today = dt.date(2026, 12, 3)
     await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
     late = trade_row("T0", "BUY", "5", today - dt.timedelta(days=2))
     event = SimpleNamespace(message=SimpleNamespace(value=b"the input record"))
     await engine.on_trade(event, AcceptingIntake(late))
-    assert [name for name, _ in sent][2:] == ["provisional", "backdated", "changes"]
-    assert all(still_buffered == [] for _, still_buffered in sent), sent
-    assert "pending ACC-1:XOM T0" in buffer.handed_over
+    await hand_over_buffered(buffer.buffer)
+    assert buffer.handed_over[4:] == [
+        "history ACC-1:XOM v2", "pending ACC-1:XOM T0", "position ACC-1:XOM v2",
+        "provisional", "backdated", "changes",
+    ]
 
 
-async def test_a_price_tick_republishes_only_handed_over_state(recorded) -> None:
-    engine, buffer, sent = recorded
-    position = engine.store.get_or_create("ACC-1:XOM")
-    engine.store.save(position)  # a write whose changelog record is still buffered
-    await engine.publish_row(position)
-    assert sent == [("changes", [])]
-    assert buffer.handed_over == ["position ACC-1:XOM v0"]
+async def test_a_price_tick_republishes_behind_the_state_it_shows(recorded) -> None:
+    engine, buffer = recorded
+    today = dt.date(2026, 12, 3)
+    await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
+    engine.on_price("XOM", Decimal("102"))  # from the price follower, outside any batch
+    await hand_over_buffered(buffer.buffer)
+    assert buffer.handed_over == [
+        "history ACC-1:XOM v1", "position ACC-1:XOM v1", "trade_applied", "changes", "changes",
+    ]
 
 
 async def test_a_redelivered_pending_trade_sends_its_coldpath_copy_again(recorded) -> None:
     """After a crash that kept the state of a provisional trade but lost its copy to the
     coldpath, the redelivery is a duplicate; without a second copy the position would stay
-    PROVISIONAL."""
-    engine, _buffer, sent = recorded
+    PROVISIONAL (ADR 0010)."""
+    engine, buffer = recorded
     today = dt.date(2026, 12, 3)
     await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
     late = trade_row("T0", "BUY", "5", today - dt.timedelta(days=2))
     event = SimpleNamespace(message=SimpleNamespace(value=b"the input record"))
     await engine.on_trade(event, AcceptingIntake(late))
-    del sent[:]
+    await hand_over_buffered(buffer.buffer)
+    del buffer.handed_over[:]
     await engine.on_trade(event, AcceptingIntake(late))
-    assert [name for name, _ in sent] == ["backdated", "changes"]
+    await hand_over_buffered(buffer.buffer)
+    assert buffer.handed_over == ["backdated", "changes"]
     assert engine.store.get("ACC-1:XOM").version == 2, "the redelivery changes nothing"
 
 
 async def test_a_redelivered_trade_no_longer_pending_only_republishes_its_row(recorded) -> None:
-    engine, _buffer, sent = recorded
+    engine, buffer = recorded
     today = dt.date(2026, 12, 3)
     row = trade_row("T1", "BUY", "10", today)
     await engine.on_trade(SimpleNamespace(), AcceptingIntake(row))
-    del sent[:]
+    await hand_over_buffered(buffer.buffer)
+    del buffer.handed_over[:]
     await engine.on_trade(SimpleNamespace(), AcceptingIntake(row))
-    assert [name for name, _ in sent] == ["changes"]
+    await hand_over_buffered(buffer.buffer)
+    assert buffer.handed_over == ["changes"]
 
 
 async def test_a_replay_writes_the_rebuilt_position_before_it_clears_pending(recorded) -> None:
     """A crash keeps a prefix of the position's writes: had the pending record been cleared
     first, a crash before the rebuilt state would leave the position PROVISIONAL with nothing
-    left to replay (the redelivered copy would be counted stale)."""
-    engine, buffer, _sent = recorded
+    left to replay (the redelivered copy would be counted stale; ADR 0010)."""
+    engine, buffer = recorded
     today = dt.date(2026, 12, 3)
     await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
     late = trade_row("T0", "BUY", "5", today - dt.timedelta(days=2))
     event = SimpleNamespace(message=SimpleNamespace(value=b"the input record"))
     await engine.on_trade(event, AcceptingIntake(late))
     await engine.on_backdated(event, AcceptingIntake(late))
-    await faust_fixes.hand_over_buffered(buffer.buffer)
-    writes = buffer.handed_over
-    assert writes[-3:] == [
+    await hand_over_buffered(buffer.buffer)
+    assert buffer.handed_over[-5:] == [
         "history ACC-1:XOM v3", "position ACC-1:XOM v3", "pending ACC-1:XOM []",
+        "corrected", "changes",
     ]
     assert engine.store.get("ACC-1:XOM").status == "RECONCILED"
