@@ -194,8 +194,8 @@ class PositionEngine:
             return
         provisional = result.backdated
         stamp = now_ms()
-        self.store.append(
-            position_key,
+        self.store.record_trade(
+            position,
             HistoryEvent(
                 result.version,
                 PROVISIONAL_TRADE_APPLIED if provisional else TRADE_APPLIED,
@@ -204,10 +204,8 @@ class PositionEngine:
                 trade.event_id,
                 stamp,
             ),
+            pending=provisional,
         )
-        if provisional:
-            self.store.add_pending(position_key, trade.trade_id)
-        self.store.save(position)  # the commit point: applied ids travel with the position
         metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
         metrics.TRADES_CLASSIFIED.labels(classification=classification).inc()
         record = outputs.trade_applied(
@@ -282,8 +280,8 @@ class PositionEngine:
         )
         fix = correction(position, rebuilt, price)
         stamp = now_ms()
-        self.store.append(
-            position_key,
+        self.store.record_correction(
+            rebuilt,
             HistoryEvent(
                 rebuilt.version,
                 CORRECTION,
@@ -293,12 +291,8 @@ class PositionEngine:
                 stamp,
                 details=fix.to_dict(),
             ),
+            still_pending,
         )
-        self.store.save(rebuilt)
-        # After the position: a crash that keeps the rebuilt state but loses this write replays
-        # the trade once more (a correction with no change); the other order would leave the
-        # position PROVISIONAL with nothing pending to replay.
-        self.store.set_pending(position_key, still_pending)
         metrics.COLDPATH_REPLAY_SECONDS.observe(time.perf_counter() - started)
         metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
         if not still_pending:

@@ -9,8 +9,8 @@ For each level L, one worker (fresh tables, its own topics) gets L opening BUYs 
 trade is current-dated and later than the last, so all go through the hotpath (no coldpath).
 
 How the lots are built: through the worker up to `--build-limit` lots per position (default 100;
-the build rate is reported: each BUY rewrites the whole position state, so building 10,000 lots
-through the worker would take far longer than the measurement itself).
+the build rate is reported; building 4 x 10,000 lots through the worker would take longer than
+the measurement itself).
 Above that the positions are seeded: the same `Position` objects are built in this process with
 the app's own domain code and written to the `positions` table's changelog, which the worker
 restores on start, exactly as it would restore state it had written itself.
@@ -18,7 +18,8 @@ restores on start, exactly as it would restore state it had written itself.
 Figures per level: sells/s and CPU us per trade over the sell window, per-trade processing time
 p50/p99 from the worker's `blotter_processing_seconds{agent="positions-hotpath"}` histogram
 (difference of two scrapes around the sell window; linear interpolation inside buckets), the
-position state size written per trade, and the worker's peak RSS. Baseline in the same run:
+size of one position snapshot, the `positions` changelog records and bytes the sell window
+wrote per trade (read back from the topic), and the worker's peak RSS. Baseline in the same run:
 the same relief on the same positions with the domain code alone (`apply_trade` + state encode,
 no Kafka, no Faust), i.e. what a framework-free loop would cost per trade.
 """
@@ -37,10 +38,12 @@ import orjson
 
 from app.domain.lot_methods import LotMethodSchedule
 from app.domain.positions import Position, apply_trade
+from app.domain.replay import TRADE_APPLIED, HistoryEvent
 from app.domain.trades import TradeInput
 from app.serde import build_serde
 from bench import common
 from bench.common import fmt
+from tables.positions import SNAPSHOT_EVERY
 
 TRADES = "trade-events"
 APPLIED = "blotter_events_applied_total"
@@ -127,7 +130,9 @@ def seeded_positions(
 
 
 def domain_baseline(positions: dict[str, Position], sells: int, stream: TradeStream) -> float:
-    """CPU us per SELL for relief + state encoding alone, on copies of the positions."""
+    """CPU us per SELL for what the app's domain code does per trade, alone, on copies of the
+    positions: relief, the history event's encoding, and a snapshot every `SNAPSHOT_EVERY`
+    versions."""
     copies = {k: p.copy() for k, p in positions.items()}
     keys = list(copies)
     trades = [
@@ -137,8 +142,10 @@ def domain_baseline(positions: dict[str, Position], sells: int, stream: TradeStr
     started = time.process_time()
     for trade in trades:
         position = copies[f"{trade.account}:{trade.symbol}"]
-        apply_trade(position, trade)
-        orjson.dumps(position.to_state())
+        result = apply_trade(position, trade)
+        orjson.dumps(HistoryEvent(result.version, TRADE_APPLIED, trade).to_dict())
+        if result.version % SNAPSHOT_EVERY == 0:
+            orjson.dumps(position.to_state())
     return (time.process_time() - started) / sells * 1e6
 
 
@@ -190,6 +197,7 @@ def run_level(args: argparse.Namespace, lots: int) -> dict[str, Any]:
             positions, _ = seeded_positions(keys, lots, mirror)
         done = applied()
         before = common.scrape(worker.url)
+        changelog_start = asyncio.run(common.end_offsets(bench.bootstrap, changelog))
         domain_stream = TradeStream()
         domain_stream.count = stream.count
         sell_records = [
@@ -211,6 +219,9 @@ def run_level(args: argparse.Namespace, lots: int) -> dict[str, Any]:
                 out["profile"] = profiler.summary()
         after = common.scrape(worker.url)
         worker.stop()
+        changelog_records, changelog_bytes = asyncio.run(
+            common.records_since(bench.bootstrap, changelog, changelog_start)
+        )
     buckets = common.bucket_delta(
         common.histogram(after, HOTPATH, agent="positions-hotpath"),
         common.histogram(before, HOTPATH, agent="positions-hotpath"),
@@ -223,6 +234,8 @@ def run_level(args: argparse.Namespace, lots: int) -> dict[str, Any]:
         p99_ms=common.bucket_quantile(buckets, 0.99) * 1000,
         rss=window.peak_rss_mb,
         state_kib=len(orjson.dumps(sample.to_state())) / 1024,
+        changelog_per_trade=changelog_records / sells,
+        changelog_kib=changelog_bytes / 1024 / sells,
         domain_us=domain_baseline(positions, min(sells, 5_000), domain_stream),
         seeded=not built_in_worker,
     )
@@ -268,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                 fmt(r["cpu_us"]),
                 f"{fmt(r['p50_ms'], 2)} / {fmt(r['p99_ms'], 2)}",
                 fmt(r["state_kib"], 1),
+                f"{r['changelog_per_trade']:.2f} / {fmt(r['changelog_kib'], 2)}",
                 fmt(r["rss"]),
                 "seeded" if r["seeded"] else fmt(r.get("build_rate")),
                 fmt(r["ready_s"], 1),
@@ -283,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             "trades/s",
             "CPU us/trade",
             "p50 / p99 ms (agent)",
-            "state KiB/write",
+            "snapshot KiB",
+            "changelog records / KiB per trade",
             "peak RSS MiB",
             "build buys/s",
             "ready s",

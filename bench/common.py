@@ -231,6 +231,36 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
+async def records_since(
+    bootstrap: str, topic: str, start: dict[int, int]
+) -> tuple[int, int]:
+    """(records, bytes of keys and values) in `topic` from the `start` offsets to its end."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    ends = await end_offsets(bootstrap, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    count = size = 0
+    try:
+        todo = {
+            TopicPartition(topic, p): end for p, end in ends.items() if end > start.get(p, 0)
+        }
+        consumer.assign(list(todo))
+        for tp in todo:
+            consumer.seek(tp, start.get(tp.partition, 0))
+        while todo:
+            for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
+                for message in messages:
+                    if message.offset < todo.get(tp, 0):
+                        count += 1
+                        size += len(message.key or b"") + len(message.value or b"")
+                if messages and messages[-1].offset + 1 >= todo.get(tp, 0):
+                    todo.pop(tp, None)
+    finally:
+        await consumer.stop()
+    return count, size
+
+
 # -- observing a worker ---------------------------------------------------------------------------
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 

@@ -13,23 +13,25 @@ order in which the buffer hands records and outputs to the client.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
 import faust
+import orjson
 import pytest
+from faust.streams import _current_event
 from faust.topics import Topic
 from faust.transport.producer import ProducerBuffer
 
 from agents.positions import PositionEngine
 from app import faust_fixes
 from app.config import load_settings
-from app.domain.lot_methods import LotMethodSchedule
-from app.domain.positions import Position
 from app.faust_fixes import hand_over_buffered
 from app.pricebook import PriceBook
 from app.serde import build_serde
+from tables.positions import PositionStore
 
 
 class Recorder:
@@ -48,48 +50,32 @@ class Recorder:
         self.handed_over.append(fut.message.label)  # a buffered record handed to the client
 
 
-class RecordingStore:
-    """PositionStore whose writes are buffered changelog records."""
+def changelog_label(key: bytes, value: bytes) -> str:
+    """What a `positions` changelog record is, as the assertions below name it."""
+    if b"\x00" in key:
+        position_key, _, version = key.partition(b"\x00")
+        return f"history {position_key.decode()} v{int.from_bytes(version, 'big')}"
+    if key.endswith(b"\x01"):
+        return f"pending {key[:-1].decode()} {orjson.loads(value)}"
+    return f"position {key.decode()} v{orjson.loads(value)['version']}"
 
-    def __init__(self, buffer: Recorder) -> None:
-        self.buffer = buffer
-        self.positions: dict[str, Position] = {}
-        self.pending: dict[str, list[str]] = {}
-        self.history: dict[str, list[Any]] = {}
 
-    def get_or_create(self, key: str) -> Position:
-        account, _, symbol = key.partition(":")
-        return self.positions.setdefault(
-            key, Position(account, symbol, LotMethodSchedule("FIFO"))
-        )
+class Event:
+    """A delivered input record, as far as the handlers and table writes read it."""
 
-    def get(self, key: str) -> Position | None:
-        return self.positions.get(key)
+    def __init__(self, value: bytes = b"the input record") -> None:
+        self.message = SimpleNamespace(topic="trade-events", partition=0, value=value)
 
-    def append(self, key: str, event: Any) -> None:
-        self.history.setdefault(key, []).append(event)
-        self.buffer.put(f"history {key} v{event.version}")
 
-    def events(self, key: str, upto_version: int) -> list[Any]:
-        return [e for e in self.history.get(key, []) if e.version <= upto_version]
-
-    def set_pending(self, key: str, trade_ids: list[str]) -> None:
-        self.pending[key] = list(trade_ids)
-        self.buffer.put(f"pending {key} {trade_ids}")
-
-    def add_pending(self, key: str, trade_id: str) -> None:
-        self.pending.setdefault(key, []).append(trade_id)
-        self.buffer.put(f"pending {key} {trade_id}")
-
-    def pending_trades(self, key: str) -> list[str]:
-        return list(self.pending.get(key, []))
-
-    def save(self, position: Position) -> None:
-        self.positions[position.position_key] = position
-        self.buffer.put(f"position {position.position_key} v{position.version}")
-
-    def cached(self) -> list[Position]:
-        return list(self.positions.values())
+async def deliver(handler: Any, row: dict[str, Any], event: Event | None = None) -> None:
+    """Run a handler the way the agent does: with the event current (table writes go to its
+    partition)."""
+    event = event or Event()
+    token = _current_event.set(weakref.ref(event))
+    try:
+        await handler(event, AcceptingIntake(row))
+    finally:
+        _current_event.reset(token)
 
 
 class AcceptingIntake:
@@ -128,16 +114,21 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[PositionEngine, Recorder]
         buffer=recorder.buffer, send_soon=recorder.buffer.put
     )
     settings = load_settings({"AUTH_MODE": "disabled", "BUSINESS_DATE": "2026-12-03"})
-    engine = PositionEngine(
-        app, settings, build_serde(None), RecordingStore(recorder), PriceBook()
-    )
+    app.consumer = SimpleNamespace(topic_partitions=lambda topic: 4)  # type: ignore[assignment]
+    store = PositionStore(app, 4, "FIFO")
+    engine = PositionEngine(app, settings, build_serde(None), store, PriceBook())
     names = {
         getattr(engine, attr).get_topic_name(): attr
         for attr in ("changes", "trade_applied", "provisional", "corrected", "backdated")
     }
+    changelog = store.positions.changelog_topic.get_topic_name()
 
     async def publish_message(topic: Any, fut: Any, wait: bool = False) -> None:
-        recorder.handed_over.append(names[topic.get_topic_name()])  # an output reaches the client
+        name = topic.get_topic_name()
+        if name == changelog:  # a table write handed to the client
+            recorder.handed_over.append(changelog_label(fut.message.key, fut.message.value))
+        else:  # an output reaches the client
+            recorder.handed_over.append(names[name])
 
     monkeypatch.setattr(Topic, "publish_message", publish_message)
     engine.output_schemas_ready = True
@@ -149,34 +140,33 @@ async def test_trade_outputs_follow_the_changelog_of_the_position_they_describe(
 ) -> None:
     engine, buffer = recorded
     today = dt.date(2026, 12, 3)
-    await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
-    await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T2", "SELL", "4", today)))
+    await deliver(engine.on_trade, trade_row("T1", "BUY", "10", today))
+    await deliver(engine.on_trade, trade_row("T2", "SELL", "4", today))
     assert buffer.handed_over == [], "nothing reaches the client before the batch ends"
     await hand_over_buffered(buffer.buffer)
     assert buffer.handed_over == [
         "history ACC-1:XOM v1", "position ACC-1:XOM v1", "trade_applied", "changes",
-        "history ACC-1:XOM v2", "position ACC-1:XOM v2", "trade_applied", "changes",
-    ]
+        "history ACC-1:XOM v2", "trade_applied", "changes",
+    ], "a trade's outputs follow its history event; the first trade also writes a snapshot"
 
 
 async def test_a_backdated_trade_sends_its_provisional_outputs_after_its_state(recorded) -> None:
     engine, buffer = recorded
     today = dt.date(2026, 12, 3)
-    await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
+    await deliver(engine.on_trade, trade_row("T1", "BUY", "10", today))
     late = trade_row("T0", "BUY", "5", today - dt.timedelta(days=2))
-    event = SimpleNamespace(message=SimpleNamespace(value=b"the input record"))
-    await engine.on_trade(event, AcceptingIntake(late))
+    event = Event()
+    await deliver(engine.on_trade, late, event)
     await hand_over_buffered(buffer.buffer)
     assert buffer.handed_over[4:] == [
-        "history ACC-1:XOM v2", "pending ACC-1:XOM T0", "position ACC-1:XOM v2",
-        "provisional", "backdated", "changes",
-    ]
+        "pending ACC-1:XOM ['T0']", "history ACC-1:XOM v2", "provisional", "backdated", "changes",
+    ], "pending before the history event: a surviving history event implies the pending record"
 
 
 async def test_a_price_tick_republishes_behind_the_state_it_shows(recorded) -> None:
     engine, buffer = recorded
     today = dt.date(2026, 12, 3)
-    await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
+    await deliver(engine.on_trade, trade_row("T1", "BUY", "10", today))
     engine.on_price("XOM", Decimal("102"))  # from the price follower, outside any batch
     await hand_over_buffered(buffer.buffer)
     assert buffer.handed_over == [
@@ -190,13 +180,13 @@ async def test_a_redelivered_pending_trade_sends_its_coldpath_copy_again(recorde
     PROVISIONAL (ADR 0010)."""
     engine, buffer = recorded
     today = dt.date(2026, 12, 3)
-    await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
+    await deliver(engine.on_trade, trade_row("T1", "BUY", "10", today))
     late = trade_row("T0", "BUY", "5", today - dt.timedelta(days=2))
-    event = SimpleNamespace(message=SimpleNamespace(value=b"the input record"))
-    await engine.on_trade(event, AcceptingIntake(late))
+    event = Event()
+    await deliver(engine.on_trade, late, event)
     await hand_over_buffered(buffer.buffer)
     del buffer.handed_over[:]
-    await engine.on_trade(event, AcceptingIntake(late))
+    await deliver(engine.on_trade, late, event)
     await hand_over_buffered(buffer.buffer)
     assert buffer.handed_over == ["backdated", "changes"]
     assert engine.store.get("ACC-1:XOM").version == 2, "the redelivery changes nothing"
@@ -206,10 +196,10 @@ async def test_a_redelivered_trade_no_longer_pending_only_republishes_its_row(re
     engine, buffer = recorded
     today = dt.date(2026, 12, 3)
     row = trade_row("T1", "BUY", "10", today)
-    await engine.on_trade(SimpleNamespace(), AcceptingIntake(row))
+    await deliver(engine.on_trade, row)
     await hand_over_buffered(buffer.buffer)
     del buffer.handed_over[:]
-    await engine.on_trade(SimpleNamespace(), AcceptingIntake(row))
+    await deliver(engine.on_trade, row)
     await hand_over_buffered(buffer.buffer)
     assert buffer.handed_over == ["changes"]
 
@@ -220,11 +210,11 @@ async def test_a_replay_writes_the_rebuilt_position_before_it_clears_pending(rec
     left to replay (the redelivered copy would be counted stale; ADR 0010)."""
     engine, buffer = recorded
     today = dt.date(2026, 12, 3)
-    await engine.on_trade(SimpleNamespace(), AcceptingIntake(trade_row("T1", "BUY", "10", today)))
+    await deliver(engine.on_trade, trade_row("T1", "BUY", "10", today))
     late = trade_row("T0", "BUY", "5", today - dt.timedelta(days=2))
-    event = SimpleNamespace(message=SimpleNamespace(value=b"the input record"))
-    await engine.on_trade(event, AcceptingIntake(late))
-    await engine.on_backdated(event, AcceptingIntake(late))
+    event = Event()
+    await deliver(engine.on_trade, late, event)
+    await deliver(engine.on_backdated, late, event)
     await hand_over_buffered(buffer.buffer)
     assert buffer.handed_over[-5:] == [
         "history ACC-1:XOM v3", "position ACC-1:XOM v3", "pending ACC-1:XOM []",
