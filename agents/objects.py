@@ -95,6 +95,7 @@ def _register_agent(
                 stale.inc()
             else:
                 table[key] = updated
+                intake.serde.remember(event.message.value, intake.record, row)
                 changes.send_soon(
                     key=change_key(object_type.name, row[object_type.key_field]),
                     value=event.message.value,

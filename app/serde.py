@@ -18,6 +18,7 @@ import asyncio
 import io
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -135,6 +136,12 @@ class RegistryResolver:
         return registered.schema_id
 
 
+# Rows an agent decoded and forwarded as they were (the change feed carries the input's bytes),
+# kept until the worker's own change-feed reader decodes the same bytes: it reads them back
+# within tens of milliseconds, so a few thousand entries cover it at any rate.
+REMEMBERED_MAX = 4096
+
+
 class AvroSerde:
     """Encode and decode Confluent-framed Avro, reading with the app's own reader schemas."""
 
@@ -143,6 +150,16 @@ class AvroSerde:
         self._schemas_dir = schemas_dir
         self._readers: dict[str, dict[str, Any]] = {}
         self._read_plans: dict[tuple[int, str], tuple[dict[str, Any], dict[str, Any] | None]] = {}
+        self._remembered: OrderedDict[tuple[bytes, str], dict[str, Any]] = OrderedDict()
+
+    def remember(self, data: bytes, record: str, row: Mapping[str, Any]) -> None:
+        """`row` is what `decode(data, record)` returns: the next decode of the same bytes
+        takes a copy of it instead of decoding again (once: the entry is used up). The object
+        agents forward their input's bytes to the change feed, which this worker reads back."""
+        remembered = self._remembered
+        remembered[(data, record)] = dict(row)
+        if len(remembered) > REMEMBERED_MAX:
+            remembered.popitem(last=False)
 
     def reader_schema(self, record: str) -> dict[str, Any]:
         """The app's parsed schema for record `record` (e.g. "Order")."""
@@ -194,6 +211,10 @@ class AvroSerde:
         """Decode `data` into a dict shaped by the app's reader schema for `record`."""
         if not data:
             raise DecodeError("empty message value")
+        if self._remembered:
+            row = self._remembered.pop((data, record), None)
+            if row is not None:
+                return row
         schema_id = self.schema_id(data)
         writer, reader = self._read_plan(schema_id, record)
         buf = io.BytesIO(data)

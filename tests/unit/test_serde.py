@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from app import metadata
 from app.errors import DecodeError, SchemaRegistryUnavailable
-from app.serde import AvroSerde, ManifestResolver, RegistryResolver
+from app.serde import REMEMBERED_MAX, AvroSerde, ManifestResolver, RegistryResolver
 from app.simulator import OmsSimulator
 
 SERDE = AvroSerde(ManifestResolver())
@@ -215,3 +215,31 @@ def test_decode_dates_and_timestamps_are_typed() -> None:
     decoded = SERDE.decode(SERDE.encode(trade, "Trade", "trade-events-value"), "Trade")
     assert isinstance(decoded["effectiveDate"], dt.date)
     assert decoded["tradeTime"].tzinfo is not None
+
+
+def test_a_remembered_row_is_served_once_without_decoding_again(monkeypatch) -> None:
+    """The object agents forward their input's bytes to the change feed, which the same worker
+    decodes again: a remembered row saves that second decode (one decode per change)."""
+    serde = AvroSerde(ManifestResolver())
+    subject, row = SAMPLES["Order"]
+    data = serde.encode(row, "Order", subject)
+    decoded = serde.decode(data, "Order")
+    serde.remember(data, "Order", decoded)
+    decoded["status"] = "changed by the agent afterwards"
+
+    def no_decode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(fastavro, "schemaless_reader", no_decode)
+    served = serde.decode(bytes(data), "Order")  # equal bytes, another object (as fetched)
+    assert served == row and served is not decoded
+    with pytest.raises(DecodeError, match="decoded again"):
+        serde.decode(data, "Order")  # used up: the next reader decodes
+
+
+def test_remembered_rows_are_bounded() -> None:
+    serde = AvroSerde(ManifestResolver())
+    subject, row = SAMPLES["Order"]
+    for n in range(REMEMBERED_MAX + 10):
+        serde.remember(serde.encode({**row, "sequence": n}, "Order", subject), "Order", row)
+    assert len(serde._remembered) == REMEMBERED_MAX
