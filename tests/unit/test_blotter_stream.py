@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 import time
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -63,7 +64,7 @@ def big_order(key: str, sequence: int) -> dict:
     return row
 
 
-async def raw_subscriber(url: str) -> socket.socket:
+async def raw_subscriber(url: str, deflate: bool = False) -> socket.socket:
     """A client that completes the handshake, subscribes, and then never reads again."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.socket()
@@ -75,13 +76,16 @@ async def raw_subscriber(url: str) -> socket.socket:
     request = (
         f"GET /v1/trade-blotter/stream?blotterId=stalled HTTP/1.1\r\nHost: {host}\r\n"
         f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        + ("Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else "")
+        + "\r\n"
     )
     await loop.sock_sendall(sock, request.encode())
     response = b""
     while b"\r\n\r\n" not in response:
         response += await loop.sock_recv(sock, 1)
     assert response.startswith(b"HTTP/1.1 101")
+    assert (b"permessage-deflate" in response) is deflate
     payload = orjson.dumps(
         {"type": "subscribe", "id": "s", "objectType": "Order", "credits": 1_000_000}
     )
@@ -92,9 +96,23 @@ async def raw_subscriber(url: str) -> socket.socket:
     return sock
 
 
-async def test_a_client_that_stops_reading_never_delays_the_others(served) -> None:
-    service, url = await served(BlotterConfig(send_timeout_s=0.5, max_pending=100_000))
-    stalled = await raw_subscriber(url)
+@pytest.mark.parametrize(
+    "deflate, compress_min_bytes",
+    [(False, 1024), (True, 64 * 1024)],
+    ids=["plain", "deflate-with-frames-sent-uncompressed"],
+)
+async def test_a_client_that_stops_reading_never_delays_the_others(
+    served, deflate, compress_min_bytes
+) -> None:
+    service, url = await served(
+        BlotterConfig(
+            send_timeout_s=0.5,
+            max_pending=100_000,
+            max_batch_rows=1,  # one ~4 KiB row per frame: under compress_min_bytes
+            compress_min_bytes=compress_min_bytes,
+        )
+    )
+    stalled = await raw_subscriber(url, deflate)
     try:
         async with BlotterClient(url, "fast") as client:
             view = await client.subscribe("s", "Order", credits=100_000)
@@ -133,6 +151,55 @@ async def test_snapshot_is_held_until_the_replica_is_ready(served) -> None:
         service.replica.mark_ready()
         await view.wait_snapshot(5)
         assert set(view.rows) == {"K1", "K2"}
+
+
+async def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """(first header byte, payload) of the next server frame (servers never mask)."""
+    loop = asyncio.get_running_loop()
+
+    async def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = await loop.sock_recv(sock, n - len(data))
+            assert chunk, "the server closed the connection"
+            data += chunk
+        return data
+
+    first, second = await exactly(2)
+    size = second & 0x7F
+    if size == 126:
+        (size,) = struct.unpack(">H", await exactly(2))
+    elif size == 127:
+        (size,) = struct.unpack(">Q", await exactly(8))
+    return first, await exactly(size)
+
+
+async def test_with_deflate_only_large_frames_are_compressed(served) -> None:
+    """A one-row frame is not worth a deflate pass per connection (ADR 0012): frames under
+    `compress_min_bytes` go out with RSV1 clear, larger ones compressed, on one connection."""
+    service, url = await served(BlotterConfig(compress_min_bytes=1024, max_batch_rows=1))
+    sock = await raw_subscriber(url, deflate=True)
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # one context: the server keeps its window
+    try:
+        messages = []
+        service.replica.apply("Order", "small", 1, order_row("small", 1))
+        service.replica.apply("Order", "large", 1, big_order("large", 1))
+        while not messages or messages[-1][1]["type"] != "snapshotEnd":
+            first, payload = await asyncio.wait_for(read_frame(sock), 5)
+            compressed = bool(first & 0x40)
+            if compressed:
+                payload = inflate.decompress(payload + b"\x00\x00\xff\xff")
+            messages.append((compressed, orjson.loads(payload)))
+        rows = {
+            row["key"]: (compressed, row["row"]["symbol"])
+            for compressed, message in messages
+            if message["type"] == "snapshot"
+            for row in message["rows"]
+        }
+        assert rows == {"small": (False, "AAPL"), "large": (True, "X" * 4000)}
+        assert not any(compressed for compressed, m in messages if m["type"] != "snapshot")
+    finally:
+        sock.close()
 
 
 @pytest.mark.parametrize("enabled", [True, False])

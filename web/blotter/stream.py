@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import struct
 import time
 import weakref
 from typing import TYPE_CHECKING
@@ -147,7 +148,11 @@ class StreamHandler:
                 last_flush = loop.time()
                 async with asyncio.timeout(config.send_timeout_s):
                     for frame in frames:
-                        await ws.send_frame(frame, WSMsgType.TEXT)
+                        if ws.compress and len(frame) < config.compress_min_bytes:
+                            # the response's own writer: same transport, with flow control
+                            await request.writer.write(uncompressed_text_frame(frame))
+                        else:
+                            await ws.send_frame(frame, WSMsgType.TEXT)
                 if session.close_code == protocol.CLOSE_SLOW_CONNECTION:
                     # The client does not read (its control queue is full): a closing
                     # handshake cannot complete, so drop the TCP connection.
@@ -178,6 +183,19 @@ class StreamHandler:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await asyncio.gather(*closing, return_exceptions=True)
+
+
+def uncompressed_text_frame(payload: bytes) -> bytes:
+    """A final, unmasked TEXT frame with RSV1 clear (RFC 6455 section 5.2, RFC 7692 section 6):
+    a server never masks, and with permessage-deflate in use RSV1 marks the compressed ones."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 65536:
+        header = struct.pack(">BBH", 0x81, 126, size)
+    else:
+        header = struct.pack(">BBQ", 0x81, 127, size)
+    return header + payload
 
 
 async def _close(request: web.Request, ws: web.WebSocketResponse, code: int, reason: str) -> None:
