@@ -55,3 +55,8 @@ class SchemaRegistryUnavailable(TransientError):
 class PartitionRevoked(BlotterError):
     """The partition of the event being handled was revoked while the handler ran: it must not
     write state, and its message stays unacknowledged for the partition's new owner."""
+
+
+class CorruptState(BlotterError):
+    """Stored state contradicts itself (a position's history event does not apply at its own
+    version): processing that partition stops loudly instead of building on it."""

@@ -47,6 +47,7 @@ from app import ownership
 from app.domain.lot_methods import LotMethodSchedule
 from app.domain.positions import Position, apply_trade
 from app.domain.replay import CORRECTION, HistoryEvent
+from app.errors import CorruptState
 from tables.common import bytes_table
 
 _VERSION = struct.Struct(">Q")
@@ -62,10 +63,6 @@ def history_key(position_key: str, version: int) -> bytes:
 
 def pending_key(position_key: str) -> bytes:
     return position_key.encode() + b"\x01"
-
-
-class CorruptHistory(RuntimeError):
-    """A stored history event cannot be applied to the state before it."""
 
 
 class PositionStore:
@@ -121,7 +118,7 @@ class PositionStore:
                 return  # its snapshot was lost: the correction runs again (module docstring)
             result = apply_trade(position, event.trade)
             if result.duplicate or result.version != event.version:
-                raise CorruptHistory(
+                raise CorruptState(
                     f"{key}: history event {event.version} ({event.trade.trade_id}) does not "
                     f"follow version {position.version}"
                 )

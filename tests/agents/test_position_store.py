@@ -32,7 +32,7 @@ from app.domain.replay import (
     replay,
 )
 from app.domain.trades import TradeInput
-from app.errors import ValidationError
+from app.errors import CorruptState, ValidationError
 from tables.positions import SNAPSHOT_EVERY, PositionStore, history_key
 from tests.unit.test_positions import deliveries, trade_lists
 
@@ -247,3 +247,17 @@ def test_a_contract_rule_for_a_key_with_control_characters_is_rejected() -> None
     validate_contract_rule(rule)
     with pytest.raises(ValidationError, match="control characters"):
         validate_contract_rule({**rule, "positionKey": "ACC-1:X\x00OM"})
+
+
+def test_a_history_event_that_does_not_apply_at_its_version_stops_the_load(changelog) -> None:
+    """Damaged state is reported, never built on: here the trade after the snapshot is one the
+    snapshot already holds."""
+    store = new_store()
+    with current():
+        assert record(store, sell("S1", 1))
+        store.positions[history_key("ACC-1:XOM", 2)] = orjson.dumps(
+            HistoryEvent(2, TRADE_APPLIED, sell("S1", 1)).to_dict()
+        )
+    store.forget("ACC-1:XOM")
+    with pytest.raises(CorruptState, match=r"history event 2 \(S1\) does not follow version 1"):
+        store.get("ACC-1:XOM")
