@@ -10,7 +10,8 @@ interleave on one position: a replay always covers every trade applied before it
 applied after it sees the replayed state. See docs/adr/0002-positions-and-coldpath.md.
 
 The agents take their input in batches, and every output is queued behind the changelog records
-of the writes it describes (`Topic.send_soon`; docs/adr/0008-batched-object-agents.md).
+of the writes it describes (`Topic.send_soon`; docs/adr/0008-batched-object-agents.md). A
+position's row on the change feed goes out once per batch, with its latest state.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from app.domain.replay import (
 )
 from app.domain.trades import InvalidTrade, TradeInput
 from app.errors import PoisonMessage, ValidationError
+from app.faust_fixes import hand_over_buffered
 from app.pricebook import PriceBook
 from app.producer import CANONICAL_TOPICS
 from app.retry import retry_transient
@@ -111,6 +113,9 @@ class PositionEngine:
     provisional_since: dict[str, float] = field(default_factory=dict)
     coldpath_pending: int = 0
     output_schemas_ready: bool = False
+    # Positions changed in the batches running now, by key: each gets one Position row when
+    # its batch ends (`publish_due_rows`), however many trades of the batch it took.
+    rows_due: dict[str, Position] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         topics = self.settings.topics
@@ -149,6 +154,24 @@ class PositionEngine:
             value=self.serde.encode(row, "Position", POSITION_ROW_SUBJECT),
             headers=[(H_OBJECT_TYPE, b"Position"), (H_SEQUENCE, str(sequence).encode())],
         )
+
+    def row_changed(self, position: Position) -> None:
+        """Its row goes out when the batch ends: a row is the position's latest state, and the
+        blotter keeps only the latest row of a position anyway."""
+        self.rows_due[position.position_key] = position
+
+    async def publish_due_rows(self) -> None:
+        """One row per position changed since the last call, queued behind the changelog
+        records of its state; then the producer buffer is handed to the client (ADR 0008). A
+        row that cannot be built is logged and counted, never blocks the batch."""
+        due, self.rows_due = self.rows_due, {}
+        for position in due.values():
+            try:
+                self.publish_row(position)
+            except Exception:
+                metrics.AGENT_ERRORS.labels(agent="position-rows").inc()
+                log.exception("could not publish the row of %s", position.position_key)
+        await hand_over_buffered(self.app.producer.buffer)
 
     def on_price(self, symbol: str, price: object) -> None:
         """Republish the rows of this worker's positions in `symbol` (unrealized P&L and
@@ -190,6 +213,10 @@ class PositionEngine:
             result = apply_trade(position, trade)
         except (ArithmeticError, ValueError) as exc:
             self.store.forget(position_key)  # the cached object may be half-applied
+            if self.rows_due.pop(position_key, None) is not None:
+                stored = self.store.get(position_key)  # earlier trades of the batch stand
+                if stored is not None:
+                    self.row_changed(stored)
             await intake.dead_letter(event, _ApplyFailed(f"{type(exc).__name__}: {exc}"))
             return
         provisional = result.backdated
@@ -233,7 +260,7 @@ class PositionEngine:
             self.trade_applied.send_soon(
                 key=key, value=self.encode(record, "TradeApplied", "trade_applied")
             )
-        self.publish_row(position)
+        self.row_changed(position)
 
     def resend_after_redelivery(
         self, event: EventT, key: bytes, position: Position, trade_id: str
@@ -246,7 +273,7 @@ class PositionEngine:
         if trade_id in self.store.pending_trades(position.position_key):
             metrics.COLDPATH_RESENT.inc()
             self.backdated.send_soon(key=key, value=event.message.value)
-        self.publish_row(position)
+        self.row_changed(position)
 
     # -- coldpath -------------------------------------------------------------------------
     async def on_backdated(self, event: EventT, intake: Intake) -> None:
@@ -304,7 +331,7 @@ class PositionEngine:
         self.corrected.send_soon(
             key=key, value=self.encode(record, "HistoricalPositionCorrected", "corrected")
         )
-        self.publish_row(rebuilt)
+        self.row_changed(rebuilt)
 
     # -- contract rules -------------------------------------------------------------------
     async def on_contract_rule(self, event: EventT, intake: Intake) -> None:
@@ -343,7 +370,7 @@ class PositionEngine:
             updated = position
             self.store.save(updated)
         metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
-        self.publish_row(updated)
+        self.row_changed(updated)
 
 
 POSITION_ROW_SUBJECT = "position-value"
@@ -414,6 +441,7 @@ def register_position_agents(
                 intake.dead_letter,
                 max_events=settings.batching.max_events,
                 within_s=settings.batching.within_s,
+                after_batch=engine.publish_due_rows,
             )
 
         return process

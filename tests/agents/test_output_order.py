@@ -25,10 +25,12 @@ from faust.streams import _current_event
 from faust.topics import Topic
 from faust.transport.producer import ProducerBuffer
 
-from agents.positions import PositionEngine
+from agents import positions as positions_agents
+from agents.objects import H_SEQUENCE
+from agents.positions import PRICE_SEQUENCE_BITS, PositionEngine
 from app import faust_fixes
 from app.config import load_settings
-from app.faust_fixes import hand_over_buffered
+from app.domain.positions import apply_trade
 from app.pricebook import PriceBook
 from app.serde import build_serde
 from tables.positions import PositionStore
@@ -83,6 +85,10 @@ class AcceptingIntake:
 
     def __init__(self, row: dict[str, Any]) -> None:
         self.row = row
+        self.dead: list[Any] = []
+
+    async def dead_letter(self, event: Any, error: Exception) -> None:
+        self.dead.append(error)
 
     async def accept(self, event: Any) -> tuple[bytes, dict[str, Any]]:
         return f"{self.row['account']}:{self.row['symbol']}".encode(), self.row
@@ -127,6 +133,9 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[PositionEngine, Recorder]
         name = topic.get_topic_name()
         if name == changelog:  # a table write handed to the client
             recorder.handed_over.append(changelog_label(fut.message.key, fut.message.value))
+        elif names[name] == "changes":  # a Position row, named by the version it shows
+            sequence = int(dict(fut.message.headers)[H_SEQUENCE])
+            recorder.handed_over.append(f"row v{sequence >> PRICE_SEQUENCE_BITS}")
         else:  # an output reaches the client
             recorder.handed_over.append(names[name])
 
@@ -143,11 +152,11 @@ async def test_trade_outputs_follow_the_changelog_of_the_position_they_describe(
     await deliver(engine.on_trade, trade_row("T1", "BUY", "10", today))
     await deliver(engine.on_trade, trade_row("T2", "SELL", "4", today))
     assert buffer.handed_over == [], "nothing reaches the client before the batch ends"
-    await hand_over_buffered(buffer.buffer)
+    await engine.publish_due_rows()  # the batch ends
     assert buffer.handed_over == [
-        "history ACC-1:XOM v1", "position ACC-1:XOM v1", "trade_applied", "changes",
-        "history ACC-1:XOM v2", "trade_applied", "changes",
-    ], "a trade's outputs follow its history event; the first trade also writes a snapshot"
+        "history ACC-1:XOM v1", "position ACC-1:XOM v1", "trade_applied",
+        "history ACC-1:XOM v2", "trade_applied", "row v2",
+    ], "outputs follow their history event (the first trade's snapshot too); one row per batch"
 
 
 async def test_a_backdated_trade_sends_its_provisional_outputs_after_its_state(recorded) -> None:
@@ -157,9 +166,9 @@ async def test_a_backdated_trade_sends_its_provisional_outputs_after_its_state(r
     late = trade_row("T0", "BUY", "5", today - dt.timedelta(days=2))
     event = Event()
     await deliver(engine.on_trade, late, event)
-    await hand_over_buffered(buffer.buffer)
-    assert buffer.handed_over[4:] == [
-        "pending ACC-1:XOM ['T0']", "history ACC-1:XOM v2", "provisional", "backdated", "changes",
+    await engine.publish_due_rows()  # the batch ends
+    assert buffer.handed_over[3:] == [
+        "pending ACC-1:XOM ['T0']", "history ACC-1:XOM v2", "provisional", "backdated", "row v2",
     ], "pending before the history event: a surviving history event implies the pending record"
 
 
@@ -168,10 +177,10 @@ async def test_a_price_tick_republishes_behind_the_state_it_shows(recorded) -> N
     today = dt.date(2026, 12, 3)
     await deliver(engine.on_trade, trade_row("T1", "BUY", "10", today))
     engine.on_price("XOM", Decimal("102"))  # from the price follower, outside any batch
-    await hand_over_buffered(buffer.buffer)
+    await engine.publish_due_rows()  # the batch ends
     assert buffer.handed_over == [
-        "history ACC-1:XOM v1", "position ACC-1:XOM v1", "trade_applied", "changes", "changes",
-    ]
+        "history ACC-1:XOM v1", "position ACC-1:XOM v1", "trade_applied", "row v1", "row v1",
+    ], "the tick's row at once, the batch's own row when the batch ends"
 
 
 async def test_a_redelivered_pending_trade_sends_its_coldpath_copy_again(recorded) -> None:
@@ -184,11 +193,11 @@ async def test_a_redelivered_pending_trade_sends_its_coldpath_copy_again(recorde
     late = trade_row("T0", "BUY", "5", today - dt.timedelta(days=2))
     event = Event()
     await deliver(engine.on_trade, late, event)
-    await hand_over_buffered(buffer.buffer)
+    await engine.publish_due_rows()  # the batch ends
     del buffer.handed_over[:]
     await deliver(engine.on_trade, late, event)
-    await hand_over_buffered(buffer.buffer)
-    assert buffer.handed_over == ["backdated", "changes"]
+    await engine.publish_due_rows()  # the batch ends
+    assert buffer.handed_over == ["backdated", "row v2"]
     assert engine.store.get("ACC-1:XOM").version == 2, "the redelivery changes nothing"
 
 
@@ -197,11 +206,11 @@ async def test_a_redelivered_trade_no_longer_pending_only_republishes_its_row(re
     today = dt.date(2026, 12, 3)
     row = trade_row("T1", "BUY", "10", today)
     await deliver(engine.on_trade, row)
-    await hand_over_buffered(buffer.buffer)
+    await engine.publish_due_rows()  # the batch ends
     del buffer.handed_over[:]
     await deliver(engine.on_trade, row)
-    await hand_over_buffered(buffer.buffer)
-    assert buffer.handed_over == ["changes"]
+    await engine.publish_due_rows()  # the batch ends
+    assert buffer.handed_over == ["row v1"]
 
 
 async def test_a_replay_writes_the_rebuilt_position_before_it_clears_pending(recorded) -> None:
@@ -215,9 +224,37 @@ async def test_a_replay_writes_the_rebuilt_position_before_it_clears_pending(rec
     event = Event()
     await deliver(engine.on_trade, late, event)
     await deliver(engine.on_backdated, late, event)
-    await hand_over_buffered(buffer.buffer)
+    await engine.publish_due_rows()  # the batch ends
     assert buffer.handed_over[-5:] == [
         "history ACC-1:XOM v3", "position ACC-1:XOM v3", "pending ACC-1:XOM []",
-        "corrected", "changes",
+        "corrected", "row v3",
     ]
     assert engine.store.get("ACC-1:XOM").status == "RECONCILED"
+
+
+async def test_a_trade_that_fails_half_applied_leaves_the_stored_state_in_the_row(
+    recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row goes out at the end of the batch; a later trade of the batch that fails after
+    changing the cached position must not leak into it."""
+    engine, buffer = recorded
+    today = dt.date(2026, 12, 3)
+    await deliver(engine.on_trade, trade_row("T1", "BUY", "10", today))
+
+    def apply_then_fail(position: Any, trade: Any) -> None:
+        apply_trade(position, trade)
+        raise ArithmeticError("failed after changing the position")
+
+    monkeypatch.setattr(positions_agents, "apply_trade", apply_then_fail)
+    intake = AcceptingIntake(trade_row("T2", "SELL", "4", today))
+    token = _current_event.set(weakref.ref(Event()))
+    try:
+        await engine.on_trade(Event(), intake)
+    finally:
+        _current_event.reset(token)
+    await engine.publish_due_rows()
+    assert len(intake.dead) == 1
+    assert buffer.handed_over == [
+        "history ACC-1:XOM v1", "position ACC-1:XOM v1", "trade_applied", "row v1",
+    ]
+    assert engine.store.get("ACC-1:XOM").quantity == Decimal("10")
