@@ -81,8 +81,7 @@ def _register_agent(
     agent_name = f"latest-{object_type.name.lower()}"
     type_header = object_type.name.encode()
     latency = metrics.PROCESSING_SECONDS.labels(agent=agent_name)
-    applied = metrics.EVENTS_APPLIED.labels(topic=intake.topic)
-    stale = metrics.EVENTS_STALE.labels(topic=intake.topic)
+    applied, stale = intake.counted_applied, intake.counted_stale
 
     async def handle(event: EventT) -> None:
         started = time.perf_counter()

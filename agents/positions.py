@@ -204,7 +204,7 @@ class PositionEngine:
         position = self.store.get_or_create(position_key)
         if position.is_applied(trade.trade_id):
             metrics.TRADES_DUPLICATE.inc()
-            metrics.EVENTS_STALE.labels(topic=intake.topic).inc()
+            intake.counted_stale.inc()
             self.resend_after_redelivery(event, key, position, trade.trade_id)
             return
         classification = classify(position, trade, self.settings.business_date)
@@ -233,7 +233,7 @@ class PositionEngine:
             ),
             pending=provisional,
         )
-        metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
+        intake.counted_applied.inc()
         metrics.TRADES_CLASSIFIED.labels(classification=classification).inc()
         record = outputs.trade_applied(
             position,
@@ -292,7 +292,7 @@ class PositionEngine:
             metrics.AGENT_ERRORS.labels(agent="coldpath").inc()
             return
         if trade.trade_id not in self.store.pending_trades(position_key):
-            metrics.EVENTS_STALE.labels(topic=intake.topic).inc()  # corrected before a crash
+            intake.counted_stale.inc()  # corrected before a crash
             return
         started = time.perf_counter()
         events = list(self.store.events(position_key, position.version))
@@ -321,7 +321,7 @@ class PositionEngine:
             still_pending,
         )
         metrics.COLDPATH_REPLAY_SECONDS.observe(time.perf_counter() - started)
-        metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
+        intake.counted_applied.inc()
         if not still_pending:
             self.provisional_since.pop(position_key, None)
         self.update_provisional_gauges()
@@ -346,7 +346,7 @@ class PositionEngine:
             row["effectiveFrom"], row["lotMethod"], row["sequence"]
         )
         if schedule == position.schedule:
-            metrics.EVENTS_STALE.labels(topic=intake.topic).inc()
+            intake.counted_stale.inc()
             return
         if position.rule_affects_applied_trades(row["effectiveFrom"]):
             # The rule changes reliefs already made: rebuild with it in force.
@@ -369,7 +369,7 @@ class PositionEngine:
             position.version += 1
             updated = position
             self.store.save(updated)
-        metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
+        intake.counted_applied.inc()
         self.row_changed(updated)
 
 
@@ -453,10 +453,10 @@ def register_position_agents(
         key, row = accepted
         updated = next_version(prices_table.get(key), row["sequence"], event.message.value)
         if updated is None:
-            metrics.EVENTS_STALE.labels(topic=intake.topic).inc()
+            intake.counted_stale.inc()
             return
         prices_table[key] = updated
-        metrics.EVENTS_APPLIED.labels(topic=intake.topic).inc()
+        intake.counted_applied.inc()
 
     role = settings.worker_role
     if role in ("all", "hotpath"):

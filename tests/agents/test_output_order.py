@@ -28,7 +28,7 @@ from faust.transport.producer import ProducerBuffer
 from agents import positions as positions_agents
 from agents.objects import H_SEQUENCE
 from agents.positions import PRICE_SEQUENCE_BITS, PositionEngine
-from app import faust_fixes
+from app import faust_fixes, metrics
 from app.config import load_settings
 from app.domain.positions import apply_trade
 from app.pricebook import PriceBook
@@ -86,6 +86,8 @@ class AcceptingIntake:
     def __init__(self, row: dict[str, Any]) -> None:
         self.row = row
         self.dead: list[Any] = []
+        self.counted_applied = metrics.EVENTS_APPLIED.labels(topic=self.topic)
+        self.counted_stale = metrics.EVENTS_STALE.labels(topic=self.topic)
 
     async def dead_letter(self, event: Any, error: Exception) -> None:
         self.dead.append(error)
