@@ -38,6 +38,7 @@ bench: $(STAMP) .venv-quix/bin/python
 	$(PY) -m bench.bench_positions
 	$(PY) -m bench.bench_recovery
 	$(PY) -m bench.bench_blotter
+	$(PY) -m bench.bench_blotter --subscribers 1000 --idle 0
 	$(PY) -m bench.bench_lots
 	$(PY) -m bench.bench_components
 	$(PY) -m bench.broker_lifecycle
