@@ -44,10 +44,6 @@ class StreamHandler:
     def __init__(self, service: BlotterService) -> None:
         self.service = service
         self._open: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
-        # Connections inside a send, and since when: one watchdog resets those whose socket has
-        # not drained within the send timeout, instead of a timer per connection and wake.
-        self._sending: dict[Session, tuple[web.Request, float]] = {}
-        self._watchdog: asyncio.Task[None] | None = None
 
     @property
     def connections(self) -> int:
@@ -94,8 +90,6 @@ class StreamHandler:
             session._guard = _rate_guard(self.service.subscribe_limiter, principal, session)
         self._open.add(ws)
         metrics.WS_CONNECTIONS.inc()
-        if self._watchdog is None or self._watchdog.done():
-            self._watchdog = asyncio.create_task(self._watch_sends(), name="blotter-send-watchdog")
         expiry = None
         if principal.expires_at is not None:  # the token's validity ends the session
             expiry = asyncio.get_running_loop().call_later(
@@ -141,7 +135,6 @@ class StreamHandler:
     ) -> None:
         config = self.service.config
         loop = asyncio.get_running_loop()
-        sending = self._sending
         last_flush = 0.0
         try:
             while not ws.closed:
@@ -153,16 +146,13 @@ class StreamHandler:
                         await asyncio.sleep(delay)
                 frames = session.collect(FRAMES_PER_WAKE)
                 last_flush = loop.time()
-                sending[session] = (request, last_flush)  # reset by `_watch_sends` if stuck
-                try:
+                async with asyncio.timeout(config.send_timeout_s):
                     for frame in frames:
                         if ws.compress and len(frame) < config.compress_min_bytes:
                             # the response's own writer: same transport, with flow control
                             await request.writer.write(uncompressed_text_frame(frame))
                         else:
                             await ws.send_frame(frame, WSMsgType.TEXT)
-                finally:
-                    sending.pop(session, None)
                 if session.close_code == protocol.CLOSE_SLOW_CONNECTION:
                     # The client does not read (its control queue is full): a closing
                     # handshake cannot complete, so drop the TCP connection.
@@ -172,25 +162,14 @@ class StreamHandler:
                 if session.close_code is not None:
                     await _close(request, ws, session.close_code, session.close_reason)
                     return
+        except TimeoutError:
+            log.info("dropping a blotter connection whose socket did not drain")
+            _abort(request)
         except (ConnectionError, RuntimeError):
             pass  # the peer went away; the reader side cleans up
         except Exception:
             log.exception("blotter connection writer failed")
             await _close(request, ws, protocol.CLOSE_INTERNAL_ERROR, "internal error")
-
-    async def _watch_sends(self) -> None:
-        """Reset every connection whose socket has not drained within the send timeout: a
-        client that stopped reading must not hold its writer (and its rows) forever."""
-        timeout = self.service.config.send_timeout_s
-        loop = asyncio.get_running_loop()
-        while self._open:
-            await asyncio.sleep(min(1.0, timeout / 2))
-            now = loop.time()
-            for session, (request, since) in list(self._sending.items()):
-                if now - since > timeout:
-                    log.info("dropping a blotter connection whose socket did not drain")
-                    self._sending.pop(session, None)
-                    _abort(request)
 
     async def close_all(self, app: web.Application | None = None) -> None:
         """Close every connection with 1001 (server going away): clients reconnect elsewhere."""
