@@ -28,6 +28,8 @@ from app.domain.objects import (
     next_version,
     validate_object,
 )
+from app.faust_fixes import hand_over_buffered
+from app.output_batches import OutputBatches
 from app.serde import AvroSerde
 from tables.objects import latest_version_table
 
@@ -83,6 +85,8 @@ def _register_agent(
     latency = metrics.PROCESSING_SECONDS.labels(agent=agent_name)
     applied, stale = intake.counted_applied, intake.counted_stale
 
+    change_records = OutputBatches(app, changes.get_topic_name())
+
     async def handle(event: EventT) -> None:
         started = time.perf_counter()
         accepted = await intake.accept(event)
@@ -95,13 +99,10 @@ def _register_agent(
             else:
                 table[key] = updated
                 intake.serde.remember(event.message.value, intake.record, row)
-                changes.send_soon(
-                    key=change_key(object_type.name, row[object_type.key_field]),
-                    value=event.message.value,
-                    headers=[
-                        (H_OBJECT_TYPE, type_header),
-                        (H_SEQUENCE, str(sequence).encode()),
-                    ],
+                change_records.add(
+                    change_key(object_type.name, row[object_type.key_field]),
+                    event.message.value,
+                    [(H_OBJECT_TYPE, type_header), (H_SEQUENCE, str(sequence).encode())],
                 )
                 applied.inc()
         latency.observe(time.perf_counter() - started)
@@ -114,6 +115,12 @@ def _register_agent(
             intake.dead_letter,
             max_events=batching.max_events,
             within_s=batching.within_s,
+            after_batch=after_batch,
         )
+
+    async def after_batch() -> None:
+        # The changelog records of the batch's writes first, then its changes (ADR 0013).
+        await hand_over_buffered(app.producer.buffer)
+        await change_records.send()
 
     app.agent(intake.source, name=agent_name)(process)
