@@ -26,6 +26,7 @@ from app.domain.objects import (
     OBJECT_TYPES,
     ObjectType,
     next_version,
+    unpack_sequence,
     validate_object,
 )
 from app.faust_fixes import hand_over_buffered
@@ -93,17 +94,24 @@ def _register_agent(
         if accepted is not None:
             key, row = accepted
             sequence = row["sequence"]
-            updated = next_version(table.get(key), sequence, event.message.value)
+            stored = table.get(key)
+            updated = next_version(stored, sequence, event.message.value)
+            change = (
+                change_key(object_type.name, row[object_type.key_field]),
+                event.message.value,
+                [(H_OBJECT_TYPE, type_header), (H_SEQUENCE, str(sequence).encode())],
+            )
             if updated is None:
                 stale.inc()
+                if stored is not None and unpack_sequence(stored) == sequence:
+                    # This very version again: a redelivery after a crash that kept its table
+                    # write but maybe not its change record (sent when the batch ended, ADR
+                    # 0013). Sending it again is harmless: readers keep the newest sequence.
+                    change_records.add(*change)
             else:
                 table[key] = updated
                 intake.serde.remember(event.message.value, intake.record, row)
-                change_records.add(
-                    change_key(object_type.name, row[object_type.key_field]),
-                    event.message.value,
-                    [(H_OBJECT_TYPE, type_header), (H_SEQUENCE, str(sequence).encode())],
-                )
+                change_records.add(*change)
                 applied.inc()
         latency.observe(time.perf_counter() - started)
 
