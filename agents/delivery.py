@@ -85,7 +85,7 @@ async def process_in_batches(
     """
     app = stream.app
     if after_batch is None:
-        after_batch = partial(_hand_over_producer_buffer, app)
+        after_batch = partial(hand_over_producer_buffer, app)
     async for events in stream.take_events(max_events, within_s):
         for event in events:
             event.message.incref()
@@ -102,7 +102,9 @@ async def process_in_batches(
             event.message.decref()
 
 
-async def _hand_over_producer_buffer(app: Any) -> None:
+async def hand_over_producer_buffer(app: Any) -> None:
+    """Hand what Faust's producer buffer holds (changelog records and `send_soon` outputs, in
+    order) to the Kafka client."""
     await hand_over_buffered(app.producer.buffer)
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 from faust.types import EventT
 
-from agents.delivery import process_in_batches
+from agents.delivery import hand_over_producer_buffer, process_in_batches
 from agents.intake import Intake, raw_topic
 from app import metrics
 from app.config import Batching
@@ -29,7 +30,6 @@ from app.domain.objects import (
     unpack_sequence,
     validate_object,
 )
-from app.faust_fixes import hand_over_buffered
 from app.output_batches import OutputBatches
 from app.serde import AvroSerde
 from tables.objects import latest_version_table
@@ -88,6 +88,13 @@ def _register_agent(
 
     change_records = OutputBatches(app, changes.get_topic_name())
 
+    def add_change(event: EventT, row: dict[str, Any], sequence: int) -> None:
+        change_records.add(
+            change_key(object_type.name, row[object_type.key_field]),
+            event.message.value,
+            [(H_OBJECT_TYPE, type_header), (H_SEQUENCE, str(sequence).encode())],
+        )
+
     async def handle(event: EventT) -> None:
         started = time.perf_counter()
         accepted = await intake.accept(event)
@@ -96,22 +103,17 @@ def _register_agent(
             sequence = row["sequence"]
             stored = table.get(key)
             updated = next_version(stored, sequence, event.message.value)
-            change = (
-                change_key(object_type.name, row[object_type.key_field]),
-                event.message.value,
-                [(H_OBJECT_TYPE, type_header), (H_SEQUENCE, str(sequence).encode())],
-            )
             if updated is None:
                 stale.inc()
                 if stored is not None and unpack_sequence(stored) == sequence:
                     # This very version again: a redelivery after a crash that kept its table
                     # write but maybe not its change record (sent when the batch ended, ADR
                     # 0013). Sending it again is harmless: readers keep the newest sequence.
-                    change_records.add(*change)
+                    add_change(event, row, sequence)
             else:
                 table[key] = updated
                 intake.serde.remember(event.message.value, intake.record, row)
-                change_records.add(*change)
+                add_change(event, row, sequence)
                 applied.inc()
         latency.observe(time.perf_counter() - started)
 
@@ -128,7 +130,7 @@ def _register_agent(
 
     async def after_batch() -> None:
         # The changelog records of the batch's writes first, then its changes (ADR 0013).
-        await hand_over_buffered(app.producer.buffer)
+        await hand_over_producer_buffer(app)
         await change_records.send()
 
     app.agent(intake.source, name=agent_name)(process)

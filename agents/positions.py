@@ -26,7 +26,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from agents.delivery import process_in_batches
+from agents.delivery import hand_over_producer_buffer, process_in_batches
 from agents.intake import Intake, raw_topic
 from agents.objects import H_OBJECT_TYPE, H_SEQUENCE, change_key
 from app import metrics
@@ -46,7 +46,6 @@ from app.domain.replay import (
 )
 from app.domain.trades import InvalidTrade, TradeInput
 from app.errors import PoisonMessage, ValidationError
-from app.faust_fixes import hand_over_buffered
 from app.pricebook import PriceBook
 from app.producer import CANONICAL_TOPICS
 from app.retry import retry_transient
@@ -171,7 +170,7 @@ class PositionEngine:
             except Exception:
                 metrics.AGENT_ERRORS.labels(agent="position-rows").inc()
                 log.exception("could not publish the row of %s", position.position_key)
-        await hand_over_buffered(self.app.producer.buffer)
+        await hand_over_producer_buffer(self.app)
 
     def on_price(self, symbol: str, price: object) -> None:
         """Republish the rows of this worker's positions in `symbol` (unrealized P&L and

@@ -20,8 +20,9 @@ p50/p99 from the worker's `blotter_processing_seconds{agent="positions-hotpath"}
 (difference of two scrapes around the sell window; linear interpolation inside buckets), the
 size of one position snapshot, the `positions` changelog records and bytes the sell window
 wrote per trade (read back from the topic), and the worker's peak RSS. Baseline in the same run:
-the same relief on the same positions with the domain code alone (`apply_trade` + state encode,
-no Kafka, no Faust), i.e. what a framework-free loop would cost per trade.
+the same relief on the same positions with the domain code alone (`apply_trade`, the history
+event's encoding and a snapshot every `SNAPSHOT_EVERY` versions; no Kafka, no Faust), i.e. what
+a framework-free loop would cost per trade.
 """
 
 from __future__ import annotations

@@ -237,14 +237,16 @@ async def records_since(
     """(records, bytes of keys and values) in `topic` from the `start` offsets to its end."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    ends = await end_offsets(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     count = size = 0
     try:
-        todo = {
-            TopicPartition(topic, p): end for p, end in ends.items() if end > start.get(p, 0)
-        }
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer.topics()
+            parts = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        todo = {tp: end for tp, end in ends.items() if end > start.get(tp.partition, 0)}
         consumer.assign(list(todo))
         for tp in todo:
             consumer.seek(tp, start.get(tp.partition, 0))
