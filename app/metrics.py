@@ -116,6 +116,12 @@ EVENTS_PUBLISHED = Counter(
     ["topic"],
     registry=REGISTRY,
 )
+SEND_FAILURES = Counter(
+    "blotter_send_failures",
+    "Records the broker did not accept (a batch that failed after the client's retries).",
+    ["topic"],
+    registry=REGISTRY,
+)
 TRANSIENT_ERRORS = Counter(
     "blotter_transient_errors",
     "Retried failures of a dependency (schema registry, broker) while handling a message.",
