@@ -17,7 +17,9 @@ the state was not, and the redelivered event was applied again at another versio
 long reliability run: TradeApplied at versions 128-131 whose position states never reached the
 changelog, the trades then applied again at 129-134; ADR 0007). `Topic.send` now first hands
 every buffered record to the client (`hand_over_buffered`), so nothing sent overtakes a table
-write made before it.
+write made before it. The tables here queue their changelog records outside that buffer
+(`tables.common`, ADR 0014): every hand-over, every record the buffer's task sends and every
+flush before a commit hands those to the client first.
 
 Faust's consumer drain loop hands every message to the conductor through
 `wait_first(callback(message), suspend_flow.wait())`, which wraps both in tasks and adds two
@@ -37,6 +39,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 from app import ownership
+from app.output_batches import send_changelog_batches
 
 _INSTALLED = False
 log = logging.getLogger(__name__)
@@ -54,11 +57,13 @@ def install() -> bool:
     async def _send_pending(self: Any, fut: Any) -> None:
         self._blotter_in_flight = getattr(self, "_blotter_in_flight", 0) + 1
         try:
+            await send_changelog_batches(self.app)
             await original_send(self, fut)
         finally:
             self._blotter_in_flight -= 1
 
     async def flush(self: Any) -> None:
+        await send_changelog_batches(self.app)
         while self.size or getattr(self, "_blotter_in_flight", 0):
             if self.state != "running":
                 raise RuntimeError("Cannot flush: producer buffer not running")
@@ -89,6 +94,7 @@ async def hand_over_buffered(buffer: Any) -> None:
     partitions or tables, whose order relative to these does not matter. When the task is
     sending one, it holds an earlier record: then wait for it with `flush()`.
     """
+    await send_changelog_batches(buffer.app)
     if getattr(buffer, "_blotter_in_flight", 0) or buffer.app.conf.producer_threaded:
         await buffer.flush()
         return

@@ -15,6 +15,7 @@ from faust.types import TP as TopicPartition
 from mode import Service
 
 from app import faust_fixes
+from app.output_batches import changelog_batches
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -321,3 +322,32 @@ def test_nothing_is_committed_between_a_revocation_and_the_next_seek() -> None:
     for offset in range(80, 86):
         consumer.ack(offset)
     assert Consumer._new_offset(consumer, TP) == 87
+
+
+class QueuedChangelog:
+    """A table's changelog batches (ADR 0014): records queued outside the buffer."""
+
+    def __init__(self, published: list[Any]) -> None:
+        self.published = published
+        self.queued: list[str] = []
+
+    async def send(self) -> None:
+        self.published.extend(self.queued)
+        self.queued = []
+
+
+async def test_every_hand_over_and_flush_sends_the_tables_changelog_first(
+    buffer: ProducerBuffer,
+) -> None:
+    channel = InstantChannel()
+    changelog = QueuedChangelog(channel.published)
+    changelog_batches(buffer.app).append(changelog)
+    changelog.queued = ["state 1"]
+    await faust_fixes.hand_over_buffered(buffer)  # nothing buffered: the object agents' case
+    assert channel.published == ["state 1"], "a change feed sent next must not overtake it"
+    changelog.queued = ["state 2"]
+    buffer.put(record(channel, 2))
+    await faust_fixes.hand_over_buffered(buffer)
+    changelog.queued = ["state 3"]
+    await buffer.flush()  # before a commit
+    assert channel.published == ["state 1", "state 2", 2, "state 3"]

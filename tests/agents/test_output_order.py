@@ -6,8 +6,9 @@ Found by the long reliability run: Faust buffers changelog records and hands the
 from a background task, while outputs went to the client at once; after a kill -9 the broker had
 TradeApplied at versions 128-131 and the changelog had none of those position states, so the
 redelivered trades were applied again at other versions. Here the position engine runs with
-Faust's own producer buffer and topics; table writes are buffered records, and the test reads the
-order in which the buffer hands records and outputs to the client.
+Faust's own producer buffer and topics. Table writes queue their changelog records in the
+table's batches (ADR 0014), which every hand-over of the buffer sends first; the test reads the
+order in which changelog batches and buffered outputs reach the client.
 """
 
 from __future__ import annotations
@@ -40,10 +41,16 @@ class Recorder:
     """Faust's ProducerBuffer holding table writes (labels) and outputs, and what reaches the
     client, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, app: faust.App) -> None:
         self.buffer = ProducerBuffer()
-        self.buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+        self.buffer.app = app
         self.handed_over: list[str] = []
+
+    def create_batch(self) -> list[tuple[bytes, bytes]]:
+        return BatchOfRecords()
+
+    async def send_batch(self, batch: BatchOfRecords, topic: str, *, partition: int) -> None:
+        self.handed_over.extend(changelog_label(key, value) for key, value in batch)
 
     def put(self, label: str) -> None:
         self.buffer.put(SimpleNamespace(message=SimpleNamespace(channel=self, label=label)))
@@ -60,6 +67,14 @@ def changelog_label(key: bytes, value: bytes) -> str:
     if key.endswith(b"\x01"):
         return f"pending {key[:-1].decode()} {orjson.loads(value)}"
     return f"position {key.decode()} v{orjson.loads(value)['version']}"
+
+
+class BatchOfRecords(list):
+    """The part of aiokafka's batch builder the changelog batches use."""
+
+    def append(self, *, key: bytes, value: bytes, timestamp: Any, headers: Any) -> bool:
+        super().append((key, value))
+        return True
 
 
 class Event:
@@ -117,9 +132,9 @@ def trade_row(trade_id: str, side: str, quantity: str, day: dt.date) -> dict[str
 def recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[PositionEngine, Recorder]:
     faust_fixes.install()
     app = faust.App("test-output-order", broker="memory://", store="memory://")
-    recorder = Recorder()
+    recorder = Recorder(app)
     app.producer = SimpleNamespace(  # type: ignore[assignment]
-        buffer=recorder.buffer, send_soon=recorder.buffer.put
+        buffer=recorder.buffer, send_soon=recorder.buffer.put, _producer=recorder
     )
     settings = load_settings({"AUTH_MODE": "disabled", "BUSINESS_DATE": "2026-12-03"})
     app.consumer = SimpleNamespace(topic_partitions=lambda topic: 4)  # type: ignore[assignment]
@@ -129,13 +144,10 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[PositionEngine, Recorder]
         getattr(engine, attr).get_topic_name(): attr
         for attr in ("changes", "trade_applied", "provisional", "corrected", "backdated")
     }
-    changelog = store.positions.changelog_topic.get_topic_name()
 
     async def publish_message(topic: Any, fut: Any, wait: bool = False) -> None:
         name = topic.get_topic_name()
-        if name == changelog:  # a table write handed to the client
-            recorder.handed_over.append(changelog_label(fut.message.key, fut.message.value))
-        elif names[name] == "changes":  # a Position row, named by the version it shows
+        if names[name] == "changes":  # a Position row, named by the version it shows
             sequence = int(dict(fut.message.headers)[H_SEQUENCE])
             recorder.handed_over.append(f"row v{sequence >> PRICE_SEQUENCE_BITS}")
         else:  # an output reaches the client
@@ -156,9 +168,9 @@ async def test_trade_outputs_follow_the_changelog_of_the_position_they_describe(
     assert buffer.handed_over == [], "nothing reaches the client before the batch ends"
     await engine.publish_due_rows()  # the batch ends
     assert buffer.handed_over == [
-        "history ACC-1:XOM v1", "position ACC-1:XOM v1", "trade_applied",
-        "history ACC-1:XOM v2", "trade_applied", "row v2",
-    ], "outputs follow their history event (the first trade's snapshot too); one row per batch"
+        "history ACC-1:XOM v1", "position ACC-1:XOM v1", "history ACC-1:XOM v2",
+        "trade_applied", "trade_applied", "row v2",
+    ], "the batch's state (the first trade's snapshot too), then its outputs; one row per batch"
 
 
 async def test_a_backdated_trade_sends_its_provisional_outputs_after_its_state(recorded) -> None:
@@ -169,8 +181,10 @@ async def test_a_backdated_trade_sends_its_provisional_outputs_after_its_state(r
     event = Event()
     await deliver(engine.on_trade, late, event)
     await engine.publish_due_rows()  # the batch ends
-    assert buffer.handed_over[3:] == [
-        "pending ACC-1:XOM ['T0']", "history ACC-1:XOM v2", "provisional", "backdated", "row v2",
+    assert buffer.handed_over == [
+        "history ACC-1:XOM v1", "position ACC-1:XOM v1",
+        "pending ACC-1:XOM ['T0']", "history ACC-1:XOM v2",
+        "trade_applied", "provisional", "backdated", "row v2",
     ], "pending before the history event: a surviving history event implies the pending record"
 
 
@@ -227,9 +241,11 @@ async def test_a_replay_writes_the_rebuilt_position_before_it_clears_pending(rec
     await deliver(engine.on_trade, late, event)
     await deliver(engine.on_backdated, late, event)
     await engine.publish_due_rows()  # the batch ends
-    assert buffer.handed_over[-5:] == [
+    assert buffer.handed_over == [
+        "history ACC-1:XOM v1", "position ACC-1:XOM v1",
+        "pending ACC-1:XOM ['T0']", "history ACC-1:XOM v2",
         "history ACC-1:XOM v3", "position ACC-1:XOM v3", "pending ACC-1:XOM []",
-        "corrected", "row v3",
+        "trade_applied", "provisional", "backdated", "corrected", "row v3",
     ]
     assert engine.store.get("ACC-1:XOM").status == "RECONCILED"
 

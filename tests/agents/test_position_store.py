@@ -17,7 +17,6 @@ import faust
 import orjson
 import pytest
 from faust.streams import _current_event
-from faust.topics import Topic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +32,7 @@ from app.domain.replay import (
 )
 from app.domain.trades import TradeInput
 from app.errors import CorruptState, ValidationError
+from app.output_batches import OutputBatches
 from tables.positions import SNAPSHOT_EVERY, PositionStore, history_key
 from tests.unit.test_positions import deliveries, trade_lists
 
@@ -43,14 +43,15 @@ def changelog(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, bytes, by
 
 
 def record_changelog(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, bytes, bytes]]:
-    """Every changelog record sent: (topic, partition, key, value)."""
+    """Every changelog record written, in the order queued: (topic, partition, key, value)."""
     sent: list[tuple[str, int, bytes, bytes]] = []
+    queue = OutputBatches.add
 
-    def send_soon(topic: Topic, *, key: Any, value: Any, partition: int, **kwargs: Any) -> Any:
-        sent.append((topic.get_topic_name(), partition, key, value))
-        return SimpleNamespace(message=SimpleNamespace(partition=partition))
+    def add(batches: OutputBatches, key: Any, value: Any, headers: Any, partition: Any) -> None:
+        sent.append((batches.topic, partition, key, value))
+        queue(batches, key, value, headers, partition)
 
-    monkeypatch.setattr(Topic, "send_soon", send_soon)
+    monkeypatch.setattr(OutputBatches, "add", add)
     return sent
 
 
