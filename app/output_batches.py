@@ -75,6 +75,13 @@ class OutputBatches:
             return
         faust_producer = self.app.producer
         client = faust_producer._producer  # the aiokafka producer Faust started and flushes
+        if (
+            any(partition is None for partition, _ in self._pending)
+            and client._metadata.partitions_for_topic(self.topic) is None
+        ):
+            # The key partitioner needs the topic's partitions, which the client learns only
+            # when asked for the topic (a first send to it, as `send_batch` would ask later).
+            await client.client._wait_on_metadata(self.topic)
         by_partition: dict[int, list[Record]] = {}
         for partition, record in self._pending:
             if partition is None:
@@ -136,4 +143,5 @@ async def send_changelog_batches(app: Any) -> None:
     """Hand every table's queued changelog records to the client, before anything that describes
     the state they carry (ADR 0007)."""
     for batches in getattr(app, "_changelog_batches", ()):
-        await batches.send()
+        if batches:  # the buffer's task calls this per record it sends: skip the empty ones
+            await batches.send()

@@ -23,6 +23,17 @@ class Client:
         self.sent: list[tuple[int, list[bytes]]] = []
         self.deliveries: list[asyncio.Future[Any]] = []  # one per batch, as the client's
         self.room: asyncio.Event | None = None  # when set up, the next send waits for room
+        self.known_topics = {"changes"}  # the client's metadata
+        self._metadata = SimpleNamespace(partitions_for_topic=self.partitions_for_topic)
+        self.client = SimpleNamespace(_wait_on_metadata=self.wait_on_metadata)
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return {0, 1} if topic in self.known_topics else None
+
+    async def wait_on_metadata(self, topic: str) -> set[int]:
+        await asyncio.sleep(0)  # a metadata request
+        self.known_topics.add(topic)
+        return {0, 1}
 
     def create_batch(self) -> BatchBuilder:
         batch = BatchBuilder(self.batch_size, 0)
@@ -50,12 +61,14 @@ class Client:
         return self.deliveries[-1]
 
 
-def outputs(client: Client, **options: Any) -> OutputBatches:
-    producer = SimpleNamespace(
-        _producer=client,
-        key_partition=lambda topic, key: SimpleNamespace(partition=int(key[-1:]) % 2),
-    )
-    return OutputBatches(SimpleNamespace(producer=producer), "changes", **options)
+def outputs(client: Client, topic: str = "changes", **options: Any) -> OutputBatches:
+    def key_partition(topic: str, key: bytes) -> SimpleNamespace:
+        # aiokafka's partitioner fails on a topic missing from the client's metadata
+        assert client.partitions_for_topic(topic) is not None, f"no metadata for {topic}"
+        return SimpleNamespace(partition=int(key[-1:]) % 2)
+
+    producer = SimpleNamespace(_producer=client, key_partition=key_partition)
+    return OutputBatches(SimpleNamespace(producer=producer), topic, **options)
 
 
 def published() -> float:
@@ -73,6 +86,14 @@ async def test_one_batch_per_partition_in_the_order_queued() -> None:
     assert published() - before == 5 and len(batches) == 0
     await batches.send()
     assert len(client.sent) == 2, "nothing queued, nothing sent"
+
+
+async def test_a_topic_the_client_has_not_used_yet_is_looked_up_before_partitioning() -> None:
+    client = Client()
+    batches = outputs(client, "trade-applied")
+    batches.add(b"k1", b"value", [])
+    await batches.send()
+    assert client.sent == [(1, [b"k1"])]
 
 
 async def test_a_full_batch_is_sent_and_the_rest_follows_in_order() -> None:
