@@ -9,13 +9,15 @@ it back without an `await` in between, so a coldpath replay and a hotpath trade 
 interleave on one position: a replay always covers every trade applied before it, and a trade
 applied after it sees the replayed state. See docs/adr/0002-positions-and-coldpath.md.
 
-The agents take their input in batches, and every output is queued behind the changelog records
-of the writes it describes (`Topic.send_soon`; docs/adr/0008-batched-object-agents.md). A
-position's row on the change feed goes out once per batch, with its latest state.
+The agents take their input in batches. Every output is queued in its topic's `OutputBatches`
+and produced when the batch ends, after the changelog records of the writes it describes
+(docs/adr/0015-position-outputs-in-batches.md). A position's row on the change feed goes out
+once per batch, with its latest state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -27,7 +29,7 @@ import faust
 from faust.types import EventT
 
 from agents.delivery import hand_over_producer_buffer, process_in_batches
-from agents.intake import Intake, raw_topic
+from agents.intake import Intake
 from agents.objects import H_OBJECT_TYPE, H_SEQUENCE, change_key
 from app import metrics
 from app.config import Settings
@@ -46,6 +48,7 @@ from app.domain.replay import (
 )
 from app.domain.trades import InvalidTrade, TradeInput
 from app.errors import PoisonMessage, ValidationError
+from app.output_batches import OutputBatches
 from app.pricebook import PriceBook
 from app.producer import CANONICAL_TOPICS
 from app.retry import retry_transient
@@ -115,15 +118,18 @@ class PositionEngine:
     # Positions changed in the batches running now, by key: each gets one Position row when
     # its batch ends (`publish_due_rows`), however many trades of the batch it took.
     rows_due: dict[str, Position] = field(default_factory=dict)
+    # Rows republished at a new price, outside any batch (`on_price`).
+    price_rows: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         topics = self.settings.topics
-        self.changes = raw_topic(self.app, topics.changes)
-        self.trade_applied = raw_topic(self.app, topics.trade_applied)
-        self.provisional = raw_topic(self.app, topics.provisional)
-        self.corrected = raw_topic(self.app, topics.corrected)
-        self.backdated = raw_topic(
-            self.app, topics.backdated, partitions=self.settings.topic_partitions
+        self.trade_applied = OutputBatches(self.app, topics.trade_applied)
+        self.provisional = OutputBatches(self.app, topics.provisional)
+        self.backdated = OutputBatches(self.app, topics.backdated)
+        self.corrected = OutputBatches(self.app, topics.corrected)
+        self.changes = OutputBatches(self.app, topics.changes)
+        self.outputs = (
+            self.trade_applied, self.provisional, self.backdated, self.corrected, self.changes
         )
 
     def encode(self, record: dict[str, Any], schema: str, topic_attr: str) -> bytes:
@@ -148,10 +154,10 @@ class PositionEngine:
         sequence = (position.version << PRICE_SEQUENCE_BITS) | (
             self.prices.sequence(symbol) & PRICE_SEQUENCE_MASK
         )
-        self.changes.send_soon(
-            key=change_key("Position", position.position_key),
-            value=self.serde.encode(row, "Position", POSITION_ROW_SUBJECT),
-            headers=[(H_OBJECT_TYPE, b"Position"), (H_SEQUENCE, str(sequence).encode())],
+        self.changes.add(
+            change_key("Position", position.position_key),
+            self.serde.encode(row, "Position", POSITION_ROW_SUBJECT),
+            [(H_OBJECT_TYPE, b"Position"), (H_SEQUENCE, str(sequence).encode())],
         )
 
     def row_changed(self, position: Position) -> None:
@@ -160,9 +166,10 @@ class PositionEngine:
         self.rows_due[position.position_key] = position
 
     async def publish_due_rows(self) -> None:
-        """One row per position changed since the last call, queued behind the changelog
-        records of its state; then the producer buffer is handed to the client (ADR 0008). A
-        row that cannot be built is logged and counted, never blocks the batch."""
+        """When a batch ends: one row per position changed since the last call, then the
+        changelog records of the state (and anything else in Faust's producer buffer), then
+        the outputs, each topic's as one Kafka batch per partition (ADR 0007, ADR 0015). A row
+        that cannot be built is logged and counted, never blocks the batch."""
         due, self.rows_due = self.rows_due, {}
         for position in due.values():
             try:
@@ -171,17 +178,26 @@ class PositionEngine:
                 metrics.AGENT_ERRORS.labels(agent="position-rows").inc()
                 log.exception("could not publish the row of %s", position.position_key)
         await hand_over_producer_buffer(self.app)
+        for batches in self.outputs:
+            await batches.send()
 
     def on_price(self, symbol: str, price: object) -> None:
         """Republish the rows of this worker's positions in `symbol` (unrealized P&L and
-        exposure move with the price). The rows are queued behind any buffered write of the
-        same positions; a row that cannot be built is skipped, never the price follower."""
+        exposure move with the price): they are due at once, and go out from a task of their
+        own unless a batch ending first takes them. One task serves every tick that arrives
+        before it runs."""
         for position in self.store.cached():
             if position.symbol == symbol and position.lot_count:
-                try:
-                    self.publish_row(position)
-                except Exception:
-                    log.exception("could not republish %s at a new price", position.position_key)
+                self.row_changed(position)
+        if self.rows_due and (self.price_rows is None or self.price_rows.done()):
+            self.price_rows = asyncio.get_running_loop().create_task(self._publish_price_rows())
+
+    async def _publish_price_rows(self) -> None:
+        try:
+            await retry_transient(self.publish_due_rows, "position-rows")
+        except Exception:
+            metrics.AGENT_ERRORS.labels(agent="position-rows").inc()
+            log.exception("could not publish the rows due at a new price")
 
     def update_provisional_gauges(self) -> None:
         metrics.POSITIONS_PROVISIONAL.set(len(self.provisional_since))
@@ -244,21 +260,19 @@ class PositionEngine:
             last_applied_trade_id=last_trade_id,
         )
         if provisional:
-            self.provisional.send_soon(
-                key=key, value=self.encode(record, "ProvisionalTradeApplied", "provisional")
+            self.provisional.add(
+                key, self.encode(record, "ProvisionalTradeApplied", "provisional"), []
             )
-            self.backdated.send_soon(
-                key=key,
-                value=event.message.value,
-                headers=[(H_PROVISIONAL_VERSION, str(result.version).encode())],
+            self.backdated.add(
+                key,
+                event.message.value,
+                [(H_PROVISIONAL_VERSION, str(result.version).encode())],
             )
             self.provisional_since.setdefault(position_key, time.time())
             self.coldpath_pending += 1
             self.update_provisional_gauges()
         else:
-            self.trade_applied.send_soon(
-                key=key, value=self.encode(record, "TradeApplied", "trade_applied")
-            )
+            self.trade_applied.add(key, self.encode(record, "TradeApplied", "trade_applied"), [])
         self.row_changed(position)
 
     def resend_after_redelivery(
@@ -271,7 +285,7 @@ class PositionEngine:
         counts a second copy as stale), and the row shows the position as it is."""
         if trade_id in self.store.pending_trades(position.position_key):
             metrics.COLDPATH_RESENT.inc()
-            self.backdated.send_soon(key=key, value=event.message.value)
+            self.backdated.add(key, event.message.value, [])
         self.row_changed(position)
 
     # -- coldpath -------------------------------------------------------------------------
@@ -327,8 +341,8 @@ class PositionEngine:
         record = outputs.position_corrected(
             rebuilt, fix, trade.trade_id, trade.correlation_id, len(events), stamp
         )
-        self.corrected.send_soon(
-            key=key, value=self.encode(record, "HistoricalPositionCorrected", "corrected")
+        self.corrected.add(
+            key, self.encode(record, "HistoricalPositionCorrected", "corrected"), []
         )
         self.row_changed(rebuilt)
 
@@ -360,8 +374,8 @@ class PositionEngine:
                 updated, fix, f"rule:{row['eventId']}", row.get("correlationId"), len(events),
                 stamp,
             )
-            self.corrected.send_soon(
-                key=key, value=self.encode(record, "HistoricalPositionCorrected", "corrected")
+            self.corrected.add(
+                key, self.encode(record, "HistoricalPositionCorrected", "corrected"), []
             )
         else:
             position.schedule = schedule

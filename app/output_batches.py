@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka.structs import TopicPartition
 
 from app import metrics
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = list[tuple[str, bytes]]  # a list: aiokafka's batch builder refuses a tuple
 Delivered = Callable[[TopicPartition, int], None]
 Record = tuple[bytes | None, bytes | None, Headers]
 

@@ -1,18 +1,19 @@
 """A handler's outputs reach the Kafka client only after the changelog records of its table
-writes (ADR 0007): the position engine queues them with `Topic.send_soon` behind those records
-in Faust's producer buffer, which is handed to the client in order once per batch (ADR 0008).
+writes (ADR 0007): the position engine queues them in its output batches and produces them when
+the batch ends, after handing every table's changelog batches to the client (ADR 0015).
 
 Found by the long reliability run: Faust buffers changelog records and hands them to the client
 from a background task, while outputs went to the client at once; after a kill -9 the broker had
 TradeApplied at versions 128-131 and the changelog had none of those position states, so the
 redelivered trades were applied again at other versions. Here the position engine runs with
-Faust's own producer buffer and topics. Table writes queue their changelog records in the
-table's batches (ADR 0014), which every hand-over of the buffer sends first; the test reads the
-order in which changelog batches and buffered outputs reach the client.
+Faust's own producer buffer. Table writes queue their changelog records in the table's batches
+(ADR 0014), which every hand-over of the buffer sends first; the test reads the order in which
+changelog batches and output batches reach the client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import weakref
 from decimal import Decimal
@@ -23,7 +24,6 @@ import faust
 import orjson
 import pytest
 from faust.streams import _current_event
-from faust.topics import Topic
 from faust.transport.producer import ProducerBuffer
 
 from agents import positions as positions_agents
@@ -38,25 +38,38 @@ from tables.positions import PositionStore
 
 
 class Recorder:
-    """Faust's ProducerBuffer holding table writes (labels) and outputs, and what reaches the
-    client, in order."""
+    """The Kafka client (its batch API) behind Faust's producer buffer: what reaches it, in
+    order, named by what each record is."""
 
     def __init__(self, app: faust.App) -> None:
         self.buffer = ProducerBuffer()
         self.buffer.app = app
         self.handed_over: list[str] = []
+        self.outputs: dict[str, str] = {}  # output topic -> engine attribute
+        self.known_topics: set[str] = set()
+        self._metadata = SimpleNamespace(partitions_for_topic=self.partitions_for_topic)
+        self.client = SimpleNamespace(_wait_on_metadata=self.wait_on_metadata)
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return set(range(4)) if topic in self.known_topics else None
+
+    async def wait_on_metadata(self, topic: str) -> set[int]:
+        self.known_topics.add(topic)
+        return set(range(4))
 
     def create_batch(self) -> list[tuple[bytes, bytes]]:
         return BatchOfRecords()
 
     async def send_batch(self, batch: BatchOfRecords, topic: str, *, partition: int) -> None:
-        self.handed_over.extend(changelog_label(key, value) for key, value in batch)
-
-    def put(self, label: str) -> None:
-        self.buffer.put(SimpleNamespace(message=SimpleNamespace(channel=self, label=label)))
-
-    async def publish_message(self, fut: Any, wait: bool = False) -> None:
-        self.handed_over.append(fut.message.label)  # a buffered record handed to the client
+        for key, value, headers in batch:
+            output = self.outputs.get(topic)
+            if output == "changes":  # a Position row, named by the version it shows
+                sequence = int(dict(headers)[H_SEQUENCE])
+                self.handed_over.append(f"row v{sequence >> PRICE_SEQUENCE_BITS}")
+            elif output is not None:
+                self.handed_over.append(output)
+            else:
+                self.handed_over.append(changelog_label(key, value))
 
 
 def changelog_label(key: bytes, value: bytes) -> str:
@@ -73,7 +86,9 @@ class BatchOfRecords(list):
     """The part of aiokafka's batch builder the changelog batches use."""
 
     def append(self, *, key: bytes, value: bytes, timestamp: Any, headers: Any) -> bool:
-        super().append((key, value))
+        if not isinstance(headers, list):  # as aiokafka's builder, which raises TypeError
+            raise TypeError(f"headers must be a list, got {type(headers).__name__}")
+        super().append((key, value, headers))
         return True
 
 
@@ -129,31 +144,23 @@ def trade_row(trade_id: str, side: str, quantity: str, day: dt.date) -> dict[str
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> tuple[PositionEngine, Recorder]:
+def recorded() -> tuple[PositionEngine, Recorder]:
     faust_fixes.install()
     app = faust.App("test-output-order", broker="memory://", store="memory://")
     recorder = Recorder(app)
     app.producer = SimpleNamespace(  # type: ignore[assignment]
-        buffer=recorder.buffer, send_soon=recorder.buffer.put, _producer=recorder
+        buffer=recorder.buffer,
+        _producer=recorder,
+        key_partition=lambda topic, key: SimpleNamespace(partition=0),
     )
     settings = load_settings({"AUTH_MODE": "disabled", "BUSINESS_DATE": "2026-12-03"})
     app.consumer = SimpleNamespace(topic_partitions=lambda topic: 4)  # type: ignore[assignment]
     store = PositionStore(app, 4, "FIFO")
     engine = PositionEngine(app, settings, build_serde(None), store, PriceBook())
-    names = {
-        getattr(engine, attr).get_topic_name(): attr
+    recorder.outputs = {
+        getattr(engine, attr).topic: attr
         for attr in ("changes", "trade_applied", "provisional", "corrected", "backdated")
     }
-
-    async def publish_message(topic: Any, fut: Any, wait: bool = False) -> None:
-        name = topic.get_topic_name()
-        if names[name] == "changes":  # a Position row, named by the version it shows
-            sequence = int(dict(fut.message.headers)[H_SEQUENCE])
-            recorder.handed_over.append(f"row v{sequence >> PRICE_SEQUENCE_BITS}")
-        else:  # an output reaches the client
-            recorder.handed_over.append(names[name])
-
-    monkeypatch.setattr(Topic, "publish_message", publish_message)
     engine.output_schemas_ready = True
     return engine, recorder
 
@@ -192,11 +199,27 @@ async def test_a_price_tick_republishes_behind_the_state_it_shows(recorded) -> N
     engine, buffer = recorded
     today = dt.date(2026, 12, 3)
     await deliver(engine.on_trade, trade_row("T1", "BUY", "10", today))
-    engine.on_price("XOM", Decimal("102"))  # from the price follower, outside any batch
     await engine.publish_due_rows()  # the batch ends
+    del buffer.handed_over[:]
+    await deliver(engine.on_trade, trade_row("T2", "BUY", "5", today))  # a batch in progress
+    engine.on_price("XOM", Decimal("102"))  # from the price follower, outside any batch
+    engine.on_price("XOM", Decimal("103"))
+    assert engine.price_rows is not None
+    await asyncio.wait_for(engine.price_rows, 5)  # no batch has to end for the rows to go
     assert buffer.handed_over == [
-        "history ACC-1:XOM v1", "position ACC-1:XOM v1", "trade_applied", "row v1", "row v1",
-    ], "the tick's row at once, the batch's own row when the batch ends"
+        "history ACC-1:XOM v2", "trade_applied", "row v2",
+    ], "one row for both ticks, behind the state it shows"
+    await engine.publish_due_rows()  # the batch ends: its row went out already
+    assert buffer.handed_over == ["history ACC-1:XOM v2", "trade_applied", "row v2"]
+
+
+async def test_a_tick_on_a_symbol_without_open_lots_here_sends_nothing(recorded) -> None:
+    engine, buffer = recorded
+    await deliver(engine.on_trade, trade_row("T1", "BUY", "10", dt.date(2026, 12, 3)))
+    await engine.publish_due_rows()
+    del buffer.handed_over[:]
+    engine.on_price("IBM", Decimal("150"))
+    assert engine.price_rows is None and buffer.handed_over == []
 
 
 async def test_a_redelivered_pending_trade_sends_its_coldpath_copy_again(recorded) -> None:
